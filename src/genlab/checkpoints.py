@@ -1,0 +1,51 @@
+"""Load a genlab checkpoint for sampling, with the EMA or the raw weights, or fail with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab.errors import GenlabError
+from genlab.models import DiffusionModule
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load a checkpoint safely (weights_only: no code runs from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"checkpoint {path} does not exist. Pass ckpt=PATH to a .ckpt file under runs/*/*/checkpoints/.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle errors, foreign formats
+        raise GenlabError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "It may be truncated or not a genlab checkpoint; use another one, e.g. the run's last.ckpt."
+        ) from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt.get("hyper_parameters", {}) or "state_dict" not in ckpt:
+        raise GenlabError(f"{path} is not a genlab checkpoint: it has no genlab config or no state_dict.")
+    return ckpt
+
+
+def load_diffusion(path: str | Path, ema: bool = True) -> DiffusionModule:
+    """The DiffusionModule of a checkpoint in eval mode, with EMA weights (default) or the raw ones.
+
+    Lightning's EMAWeightAveraging stores the averaged weights under `state_dict` and the raw
+    ones under `current_model_state`; a run without EMA has only `state_dict` (raw).
+    """
+    ckpt = read_checkpoint(path)
+    config = ckpt["hyper_parameters"]["config"]
+    kind = config.get("model", {}).get("kind")
+    if kind != "ddpm":
+        raise GenlabError(f"{path} holds a {kind!r} model; this command needs a diffusion (ddpm) checkpoint.")
+    has_ema = "current_model_state" in ckpt
+    if ema and not has_ema:
+        print(f"genlab: {path} has no EMA weights (trained with model.ema.enabled=false); using the raw weights.")
+    state = ckpt["state_dict"] if (ema or not has_ema) else ckpt["current_model_state"]
+    module = DiffusionModule(config)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise GenlabError(f"checkpoint {path} does not match its own config: {str(exc).splitlines()[0]}") from None
+    return module.eval()

@@ -1,0 +1,67 @@
+"""The `genlab` command: train | sample | config. Bad input exits with status 2 and a message."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from genlab.errors import GenlabError
+
+USAGE = """usage: genlab COMMAND [key=value ...]
+
+commands:
+  train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
+  sample  ckpt=PATH [sampler=ddim steps=50 eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]
+  config  [experiment=NAME] [key=value ...]                  print the resolved config
+
+Experiments live in experiments/, building blocks in configs/<group>/. Examples:
+  genlab train experiment=ddpm_digits trainer.max_steps=500
+  genlab train experiment=ddpm_mnist data.root=../shared/data
+  genlab sample ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt sampler=ddim steps=50 n=64 out=grid.png
+"""
+
+
+def _cmd_train(args: list[str]) -> None:
+    from genlab.config_io import load_config, parse_overrides
+    from genlab.train import train
+
+    train(load_config(parse_overrides(args)))
+
+
+def _cmd_config(args: list[str]) -> None:
+    from genlab.config_io import load_config, parse_overrides, to_container
+
+    print(OmegaConf.to_yaml(to_container(load_config(parse_overrides(args)))), end="")
+
+
+def _cmd_sample(args: list[str]) -> None:
+    from genlab.sample import sample_command
+
+    sample_command(args)
+
+
+COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "config": _cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `genlab` script and of `python -m genlab`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"genlab: unknown command {command!r}.\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    try:
+        COMMANDS[command](args)
+    except GenlabError as exc:
+        print(f"genlab {command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Load, compose, override and validate configs; every failure becomes a GenlabError."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from genlab.config import CONFIG_GROUPS, Config
+from genlab.errors import GenlabError
+
+
+def project_root() -> Path:
+    """The folder holding `configs/` and `experiments/`: $GENLAB_HOME, the working directory, or the source checkout."""
+    candidates = [os.environ.get("GENLAB_HOME"), os.getcwd(), str(Path(__file__).resolve().parents[2])]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "configs").is_dir() and (Path(candidate) / "experiments").is_dir():
+            return Path(candidate)
+    raise GenlabError(
+        "cannot find the genlab `configs/` and `experiments/` folders. Run genlab from the repository "
+        "root, or set GENLAB_HOME to the folder that contains them."
+    )
+
+
+def available(folder: Path) -> list[str]:
+    """Names of the YAML files in a folder, without extension."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def parse_overrides(args: Iterable[str]) -> dict[str, str]:
+    """Split `key=value` command-line arguments into a dict, keeping their order."""
+    overrides: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise GenlabError(f"cannot read argument {arg!r}: arguments are key=value, for example trainer.max_steps=200.")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as exc:  # yaml syntax errors come in several types
+        raise GenlabError(f"cannot parse {path}: {exc}") from None
+    if not isinstance(loaded, DictConfig):
+        raise GenlabError(f"{path} must hold a mapping of keys to values.")
+    return loaded
+
+
+def _experiment_path(name: str, root: Path) -> Path:
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+    else:
+        path = root / "experiments" / f"{name}.yaml"
+    if not path.is_file():
+        raise GenlabError(
+            f"unknown experiment {name!r}: no file {path}. "
+            f"Available experiments: {', '.join(available(root / 'experiments'))}."
+        )
+    return path
+
+
+def _block(group: str, name: str, root: Path) -> DictConfig:
+    path = root / "configs" / group / f"{name}.yaml"
+    if not path.is_file():
+        raise GenlabError(
+            f"unknown {group} block {name!r}: no file {path}. "
+            f"Available {group} blocks: {', '.join(available(root / 'configs' / group))}."
+        )
+    return OmegaConf.create({group: _read_yaml(path)})
+
+
+def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
+    """Merge `other` into the typed `base`, translating OmegaConf errors into GenlabError."""
+    try:
+        return OmegaConf.merge(base, other)  # type: ignore[return-value]
+    except ConfigKeyError as exc:
+        raise GenlabError(_unknown_key_message(exc, source)) from None
+    except ValidationError as exc:
+        raise GenlabError(f"bad value for config key {exc.full_key!r} (from {source}): {exc.msg}.") from None
+    except OmegaConfBaseException as exc:
+        raise GenlabError(f"bad config (from {source}): {exc.msg}.") from None
+
+
+def _unknown_key_message(exc: ConfigKeyError, source: str) -> str:
+    full_key = str(exc.full_key)
+    parent_path, _, leaf = full_key.rpartition(".")
+    node: Any = OmegaConf.structured(Config)
+    for part in parent_path.split(".") if parent_path else []:
+        node = node.get(part) if isinstance(node, DictConfig) else None
+    valid = ", ".join(node.keys()) if isinstance(node, DictConfig) else "(none)"
+    where = f"under {parent_path!r}" if parent_path else "at the top level"
+    return f"unknown config key {full_key!r} (from {source}). Valid keys {where}: {valid}."
+
+
+def load_config(overrides: dict[str, str] | None = None, root: Path | None = None) -> DictConfig:
+    """Compose the typed config of an experiment, apply overrides and validate it."""
+    overrides = dict(overrides or {})
+    root = root or project_root()
+    experiment = overrides.pop("experiment", Config.experiment)
+    exp_cfg = _read_yaml(_experiment_path(experiment, root))
+    blocks = dict(exp_cfg.pop("defaults", None) or {})
+    unknown_groups = set(blocks) - set(CONFIG_GROUPS)
+    if unknown_groups:
+        raise GenlabError(
+            f"experiment {experiment!r} names unknown config groups {sorted(unknown_groups)} in `defaults`. "
+            f"Valid groups: {', '.join(CONFIG_GROUPS)}."
+        )
+    # `group=name` on the command line picks another block for that group.
+    for group in CONFIG_GROUPS:
+        if group in overrides:
+            blocks[group] = overrides.pop(group)
+
+    cfg: DictConfig = OmegaConf.structured(Config)
+    for group, name in blocks.items():
+        cfg = _merge(cfg, _block(group, str(name), root), f"configs/{group}/{name}.yaml")
+    cfg = _merge(cfg, exp_cfg, f"experiment {experiment}")
+    cfg = _merge(cfg, {"experiment": Path(experiment).stem}, "experiment name")
+    dotlist = [f"{key}={value}" for key, value in overrides.items()]
+    try:
+        cli_cfg = OmegaConf.from_dotlist(dotlist)
+    except OmegaConfBaseException as exc:
+        raise GenlabError(f"cannot read the command-line overrides {dotlist}: {exc.msg}.") from None
+    cfg = _merge(cfg, cli_cfg, "command line")
+    validate(cfg)
+    return cfg
+
+
+def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise GenlabError(f"config key {key!r} = {value!r} is out of range: it must be {requirement}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks that a type cannot express."""
+    from genlab.diffusion.gaussian import LOSS_TERMS
+
+    if cfg.data.name.value == "image_folder" and not cfg.data.root:
+        raise GenlabError("data=image_folder needs the folder of images: set data.root=PATH on the command line.")
+    _check(cfg.data.resolution > 0, "data.resolution", cfg.data.resolution, "a positive integer")
+    _check(cfg.data.batch_size > 0, "data.batch_size", cfg.data.batch_size, "a positive integer")
+    _check(cfg.data.num_workers >= 0, "data.num_workers", cfg.data.num_workers, ">= 0")
+    _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in (0, 1)")
+    _check(cfg.data.channels in (None, 1, 3), "data.channels", cfg.data.channels, "1, 3 or null")
+    _check(cfg.unet.base_channels > 0, "unet.base_channels", cfg.unet.base_channels, "a positive integer")
+    _check(len(cfg.unet.channel_mult) > 0, "unet.channel_mult", list(cfg.unet.channel_mult), "a non-empty list")
+    _check(cfg.unet.num_res_blocks > 0, "unet.num_res_blocks", cfg.unet.num_res_blocks, "a positive integer")
+    _check(0.0 <= cfg.unet.dropout < 1.0, "unet.dropout", cfg.unet.dropout, "in [0, 1)")
+    _check(cfg.diffusion.timesteps > 0, "diffusion.timesteps", cfg.diffusion.timesteps, "a positive integer")
+    _check(
+        0.0 < cfg.diffusion.beta_start < cfg.diffusion.beta_end < 1.0,
+        "diffusion.beta_start/beta_end",
+        (cfg.diffusion.beta_start, cfg.diffusion.beta_end),
+        "0 < beta_start < beta_end < 1",
+    )
+    for term in cfg.diffusion.loss_weights:
+        _check(term in LOSS_TERMS, f"diffusion.loss_weights.{term}", term, f"one of {sorted(LOSS_TERMS)}")
+    _check(cfg.model.optim.lr > 0, "model.optim.lr", cfg.model.optim.lr, "> 0")
+    _check(len(cfg.model.optim.betas) == 2, "model.optim.betas", list(cfg.model.optim.betas), "two numbers")
+    _check(cfg.model.optim.warmup_steps >= 0, "model.optim.warmup_steps", cfg.model.optim.warmup_steps, ">= 0")
+    _check(0.0 < cfg.model.ema.decay < 1.0, "model.ema.decay", cfg.model.ema.decay, "in (0, 1)")
+    validate_sampler(cfg.sampler.steps, cfg.sampler.eta, cfg.diffusion.timesteps, prefix="sampler.")
+    _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
+    _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
+    _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
+    _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
+    grid = cfg.callbacks.sample_grid
+    _check(grid.num_images > 0, "callbacks.sample_grid.num_images", grid.num_images, "a positive integer")
+    ckpt = cfg.callbacks.checkpoint
+    _check(ckpt.every_n_steps > 0, "callbacks.checkpoint.every_n_steps", ckpt.every_n_steps, "a positive integer")
+
+
+def validate_sampler(steps: int, eta: float, timesteps: int, prefix: str = "") -> None:
+    """Sampler settings must fit the model's number of diffusion steps T."""
+    _check(1 <= steps <= timesteps, f"{prefix}steps", steps, f"between 1 and the model's T = {timesteps}")
+    _check(eta >= 0.0, f"{prefix}eta", eta, ">= 0")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """A plain dict (enums as strings) for checkpoints, hparams and loggers."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def from_container(data: dict[str, Any]) -> DictConfig:
+    """Rebuild a typed config from a plain dict saved in a checkpoint."""
+    return _merge(OmegaConf.structured(Config), data, "checkpoint")
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """Write the resolved config as YAML."""
+    path.write_text(OmegaConf.to_yaml(to_container(cfg)))

@@ -1,0 +1,60 @@
+"""Build the experiment loggers: CSV always, plus W&B or TensorBoard when chosen."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import DictConfig
+
+from genlab.errors import GenlabError
+
+
+def wandb_has_credentials() -> bool:
+    """True when wandb can log in without a prompt: an API key in the environment or in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    """CSV into the run folder (always), and the logger named by `logger.name`."""
+    # run_dir/logs/metrics.csv: a folder of its own, since CSVLogger clears files in a non-empty log dir.
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    kind = cfg.logger.name.value
+    if kind == "wandb":
+        loggers.append(_wandb_logger(cfg, run_dir))
+    elif kind == "tensorboard":
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+        except ModuleNotFoundError:
+            raise GenlabError("logger=tensorboard needs the tensorboard package: pip install tensorboard.") from None
+    return loggers
+
+
+def _wandb_logger(cfg: DictConfig, run_dir: Path) -> Logger:
+    from lightning.pytorch.loggers import WandbLogger
+
+    kwargs: dict[str, Any] = {}
+    # Without credentials wandb would prompt on a TTY and hang; go offline instead (`wandb sync` later).
+    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
+        print("genlab: no W&B credentials found, logging offline; upload later with `wandb sync`.")
+        kwargs["offline"] = True
+    log = cfg.logger
+    return WandbLogger(
+        project=log.project,
+        entity=log.entity,
+        group=log.group,
+        tags=list(log.tags),
+        name=log.run_name or cfg.experiment,
+        save_dir=str(run_dir),
+        **kwargs,
+    )

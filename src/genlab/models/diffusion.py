@@ -1,0 +1,120 @@
+"""DDPM LightningModule (epsilon-prediction). Thin: the math lives in genlab.diffusion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.build import build_diffusion, build_unet
+from genlab.config_io import from_container
+from genlab.sampling import generate
+
+QUARTERS = 4
+
+
+class DiffusionModule(L.LightningModule):
+    """Trains the shared U-Net to predict the noise added by q_sample; samples with DDPM or DDIM."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        # The plain config dict is the only hyper-parameter: load_from_checkpoint rebuilds everything from it.
+        self.save_hyperparameters()
+        self.cfg = from_container(config)
+        self.unet = build_unet(self.cfg)
+        self.diffusion = build_diffusion(self.cfg)
+        self.loss_weights = dict(self.cfg.diffusion.loss_weights)
+        self.conditional = bool(self.cfg.model.conditional)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.cfg.data.channels, self.cfg.data.resolution, self.cfg.data.resolution)
+
+    def model_fn(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """epsilon_theta(x_t, t[, y]): the network contract that the samplers and losses use."""
+        return self.unet(x, t, y)
+
+    def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> tuple[dict[str, Tensor], Tensor]:
+        x0, y = batch
+        t = torch.randint(0, self.diffusion.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        model_kwargs = {"y": y} if self.conditional else {}
+        terms = self.diffusion.training_losses(
+            self.model_fn, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
+        )
+        return terms, t
+
+    def _log_terms(self, stage: str, terms: dict[str, Tensor], t: Tensor, on_step: bool) -> Tensor:
+        loss = terms["loss"].mean()
+        batch_size = t.shape[0]
+        kw = dict(on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
+        for name, value in terms.items():
+            if name != "loss":
+                self.log(f"{stage}/{name}", value.mean(), **kw)
+        # Loss per quarter of [0, T): where in the chain the model is still poor.
+        quarter = (t * QUARTERS) // self.diffusion.num_timesteps
+        for q in range(QUARTERS):
+            mask = quarter == q
+            if mask.any():
+                self.log(f"{stage}/loss_q{q + 1}", terms["loss"][mask].mean(), **kw)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        terms, t = self._losses(batch, generator=None)
+        loss = self._log_terms("train", terms, t, on_step=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        # Same t and noise at every validation, so val/loss moves only when the weights do.
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        terms, t = self._losses(batch, generator=generator)
+        self._log_terms("val", terms, t, on_step=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt_cfg = self.cfg.model.optim
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), weight_decay=opt_cfg.weight_decay
+        )
+        warmup = max(1, opt_cfg.warmup_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        spacing: str | None = None,
+        seed: int = 0,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> Tensor:
+        """n images in [-1, 1] with the configured sampler, any setting overridable."""
+        s = self.cfg.sampler
+        was_training = self.training
+        self.eval()
+        try:
+            return generate(
+                self.diffusion,
+                self.model_fn,
+                n,
+                self.image_shape,
+                sampler=sampler or s.name.value,
+                steps=steps if steps is not None else s.steps,
+                eta=eta if eta is not None else s.eta,
+                spacing=spacing or s.spacing.value,
+                clip_denoised=s.clip_denoised,
+                seed=seed,
+                batch_size=batch_size,
+                device=self.device,
+                progress=progress,
+            )
+        finally:
+            self.train(was_training)

@@ -1,0 +1,90 @@
+"""`genlab sample`: images from a checkpoint, as one grid PNG or one PNG per sample."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from genlab.callbacks.images import image_grid, save_png
+from genlab.checkpoints import load_diffusion
+from genlab.config import SampleArgs
+from genlab.config_io import parse_overrides, validate_sampler
+from genlab.errors import GenlabError
+from genlab.sampling import to_uint8
+
+
+def parse_sample_args(args: list[str]) -> SampleArgs:
+    """Typed `genlab sample` arguments; unknown keys and wrong types fail with the valid keys listed."""
+    schema = OmegaConf.structured(SampleArgs)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in parse_overrides(args).items()]))
+    except ConfigKeyError as exc:
+        raise GenlabError(f"unknown argument {exc.full_key!r}. Valid arguments: {', '.join(schema.keys())}.") from None
+    except ValidationError as exc:
+        raise GenlabError(f"bad value for {exc.full_key!r}: {exc.msg}.") from None
+    except OmegaConfBaseException as exc:
+        raise GenlabError(f"cannot read the arguments: {exc.msg}.") from None
+    if OmegaConf.is_missing(merged, "ckpt"):
+        raise GenlabError("sample needs ckpt=PATH, the checkpoint to sample from.")
+    parsed: SampleArgs = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    if parsed.n <= 0:
+        raise GenlabError(f"n={parsed.n}: the number of samples must be a positive integer.")
+    if parsed.batch_size <= 0:
+        raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
+    return parsed
+
+
+def _is_folder_target(out: str) -> bool:
+    return out.endswith(("/", os.sep)) or Path(out).is_dir()
+
+
+def check_writable(out: str) -> None:
+    """Fail before sampling, not after, when the output cannot be written."""
+    target = Path(out) if _is_folder_target(out) else Path(out).parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise GenlabError(f"cannot write to {target} ({exc.strerror}); choose another out=PATH.") from None
+    if not _is_folder_target(out) and Path(out).suffix.lower() != ".png":
+        raise GenlabError(f"out={out}: give a .png file for a grid, or a folder ending in / for one PNG per sample.")
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def sample_command(args: list[str]) -> None:
+    """Run `genlab sample` with command-line arguments."""
+    a = parse_sample_args(args)
+    check_writable(a.out)
+    module = load_diffusion(a.ckpt, ema=a.ema)
+    validate_sampler(a.steps, a.eta, module.diffusion.num_timesteps)
+    module.to(pick_device(a.device))
+    images = module.sample(
+        a.n,
+        sampler=a.sampler.value,
+        steps=a.steps,
+        eta=a.eta,
+        spacing=a.spacing.value,
+        seed=a.seed,
+        batch_size=a.batch_size,
+        progress=True,
+    )
+    if _is_folder_target(a.out):
+        folder = Path(a.out)
+        for i, image in enumerate(to_uint8(images)):
+            save_png(image, folder / f"{i:06d}.png")
+        print(f"genlab: wrote {a.n} PNGs to {folder}")
+    else:
+        save_png(image_grid(images, nrow=a.nrow), Path(a.out))
+        print(f"genlab: wrote a grid of {a.n} samples to {a.out}")

@@ -1,0 +1,121 @@
+"""`genlab train`: build everything from the config, fit, and leave a complete run folder."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from omegaconf import DictConfig
+
+from genlab.build import build_datamodule, resolve_data_keys
+from genlab.callbacks import LossCurve, SampleGrid
+from genlab.callbacks.images import image_grid, save_png
+from genlab.config_io import save_config, to_container
+from genlab.errors import GenlabError
+from genlab.loggers import build_loggers
+from genlab.models import DiffusionModule
+
+
+def make_run_dir(cfg: DictConfig) -> Path:
+    """runs/<experiment>/<time>/, or the folder named by run_dir=PATH."""
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(cfg.runs_root) / cfg.experiment / stamp
+        suffix = 1
+        while run_dir.exists():  # two runs started in the same second
+            run_dir = run_dir.with_name(f"{stamp}-{suffix}")
+            suffix += 1
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GenlabError(f"cannot create the run folder {run_dir}: {exc.strerror}. Choose another with run_dir=PATH.")
+    return run_dir
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    """Sample grid and loss curve first, then EMA (so grids see the EMA weights), then checkpoints."""
+    cb = cfg.callbacks
+    callbacks: list[L.Callback] = []
+    if cb.sample_grid.enabled:
+        callbacks.append(SampleGrid(run_dir / "samples", num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
+    if cb.loss_curve:
+        callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=cfg.trainer.log_every_n_steps))
+    ema = cfg.model.ema
+    if ema.enabled:
+        callbacks.append(
+            EMAWeightAveraging(
+                decay=ema.decay, update_every_n_steps=ema.every_n_steps, update_starting_at_step=ema.start_step
+            )
+        )
+    ckpt_dir = run_dir / "checkpoints"
+    # `last.ckpt` every N steps; the best by val/loss at each validation.
+    callbacks.append(
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=cb.checkpoint.every_n_steps)
+    )
+    if cb.checkpoint.save_top_k != 0:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best-step{step:07d}",
+                monitor=cb.checkpoint.monitor,
+                mode="min",
+                save_top_k=cb.checkpoint.save_top_k,
+                auto_insert_metric_name=False,
+            )
+        )
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
+    t = cfg.trainer
+    return L.Trainer(
+        max_steps=t.max_steps,
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=t.val_every_n_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=build_loggers(cfg, run_dir),
+        callbacks=build_callbacks(cfg, run_dir),
+        default_root_dir=str(run_dir),
+        num_sanity_val_steps=0,
+    )
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train the configured model; return the run folder."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    resolve_data_keys(cfg, datamodule)
+    if cfg.model.conditional and cfg.data.num_classes is None:
+        raise GenlabError(
+            f"model.conditional=true needs class labels, but dataset {cfg.data.name.value!r} at {cfg.data.root} has none. "
+            "Use a folder with one subfolder per class, or set model.conditional=false."
+        )
+    run_dir = make_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    model = DiffusionModule(to_container(cfg))
+    trainer = build_trainer(cfg, run_dir)
+    print(f"genlab: run folder {run_dir}")
+    started = time.time()
+    trainer.fit(model, datamodule=datamodule)
+    if trainer.is_global_zero:
+        # After fit, EMAWeightAveraging has copied the averaged weights into the model.
+        images = model.sample(cfg.callbacks.sample_grid.num_images, seed=cfg.callbacks.sample_grid.seed)
+        save_png(image_grid(images), run_dir / "samples" / "final.png")
+        print(f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s; "
+              f"final sample grid {run_dir / 'samples' / 'final.png'}")
+    return run_dir

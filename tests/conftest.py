@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny real configs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Overrides that shrink the real ddpm_digits experiment to a seconds-long CPU run.
+TINY = [
+    "unet.base_channels=8",
+    "unet.channel_mult=[1,2]",
+    "unet.num_res_blocks=1",
+    "unet.attention_resolutions=[8]",
+    "diffusion.timesteps=50",
+    "data.batch_size=16",
+    "trainer.max_steps=6",
+    "trainer.val_every_n_steps=3",
+    "trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "callbacks.checkpoint.every_n_steps=3",
+    "callbacks.sample_grid.num_images=4",
+    "sampler.steps=5",
+    "model.optim.warmup_steps=2",
+]
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("GENLAB_HOME", str(REPO))
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for `python -m genlab` subprocesses: offline, repo configs, few threads."""
+    env = dict(os.environ, WANDB_MODE="offline", GENLAB_HOME=str(REPO), OMP_NUM_THREADS="2")
+    return env
