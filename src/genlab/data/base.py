@@ -1,0 +1,224 @@
+"""The shared DataModule base: options, [-1, 1] image transforms, seeded split, loaders."""
+
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from genlab.errors import GenlabError
+
+FitMode = Literal["resize", "pad", "center_crop"]
+FIT_MODES: tuple[str, ...] = get_args(FitMode)
+Item = tuple[Tensor, Tensor]  # (image C×H×W float32 in [-1, 1], label int64 scalar)
+
+
+class FitToSquare:
+    """Bring a [-1, 1] image (..., C, H, W) to resolution × resolution by resize, pad or center crop."""
+
+    def __init__(self, resolution: int, fit: FitMode) -> None:
+        self.resolution = resolution
+        self.fit = fit
+
+    def __call__(self, image: Tensor) -> Tensor:
+        """Return the image at the target size (works on single images and on batches)."""
+        height, width = image.shape[-2:]
+        if self.fit == "pad":
+            return self._pad(image, height, width)
+        if self.fit == "center_crop" and height != width:
+            side = min(height, width)
+            image = F.center_crop(image, [side, side])
+        size = [self.resolution, self.resolution]
+        # Antialias matters when shrinking; bilinear weights are convex, so values stay in [-1, 1].
+        return F.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+
+    def _pad(self, image: Tensor, height: int, width: int) -> Tensor:
+        if height > self.resolution or width > self.resolution:
+            raise GenlabError(
+                f"data.fit=pad cannot shrink a {height}x{width} image to data.resolution={self.resolution}; "
+                f"set data.resolution>={max(height, width)} or data.fit=resize or data.fit=center_crop"
+            )
+        top, left = (self.resolution - height) // 2, (self.resolution - width) // 2
+        bottom, right = self.resolution - height - top, self.resolution - width - left
+        # -1 is black in [-1, 1] space, matching the dark background of digit datasets.
+        return F.pad(image, [left, top, right, bottom], fill=-1.0)
+
+
+class ToChannels:
+    """Convert a C×H×W image to 1 channel (luma) or 3 channels (repeated gray)."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+    def __call__(self, image: Tensor) -> Tensor:
+        """Return the image with self.channels channels."""
+        have = image.shape[-3]
+        if have == self.channels:
+            return image
+        if have == 1 and self.channels == 3:
+            return image.expand(*image.shape[:-3], 3, *image.shape[-2:]).clone()
+        if have == 3 and self.channels == 1:
+            return F.rgb_to_grayscale(image, num_output_channels=1)
+        raise GenlabError(
+            f"cannot convert a {have}-channel image to {self.channels} channels; use data.channels=1 or 3"
+        )
+
+
+def image_transform(*, resolution: int, fit: FitMode, channels: int, hflip: bool = False) -> v2.Compose:
+    """Transform a uint8 (0..255) or float ([0, 1]) image C×H×W to float32 [-1, 1] at resolution²."""
+    steps: list[Callable[[Tensor], Tensor]] = [
+        v2.ToDtype(torch.float32, scale=True),
+        ToChannels(channels),
+        v2.Normalize([0.5] * channels, [0.5] * channels),  # [0, 1] -> [-1, 1]
+        FitToSquare(resolution, fit),
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+class TensorImageDataset(Dataset[Item]):
+    """Images held in one tensor N×C×H×W, transformed per item; labels an int64 tensor N."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Item:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index]
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split range(n) into (train, val) index tensors; the same seed gives the same split everywhere."""
+    n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise GenlabError(f"{n} images are too few to split with data.val_fraction={val_fraction}; add images")
+    # A private generator: the split must not depend on (or disturb) the global RNG, so every rank agrees.
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base for all genlab data: items are (image C×H×W in [-1, 1], int64 label; -1 when unlabelled).
+
+    `batch_size` is per device: under DDP the global batch is batch_size × devices × nodes.
+    `channels`, `resolution` and `num_classes` are known right after construction, so a model can be
+    built before `setup()`. Subclasses set `name` and implement `_native_channels`, `num_classes` and
+    `_build_datasets`.
+    """
+
+    name: str = ""
+
+    def __init__(
+        self,
+        *,
+        root: str = "data",
+        download: bool = False,
+        resolution: int,
+        channels: int | None = None,
+        fit: FitMode = "resize",
+        hflip: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        _check_options(resolution, channels, fit, batch_size, num_workers, val_fraction)
+        self.save_hyperparameters()
+        self.root = str(root)
+        self.download = download
+        self.resolution = resolution
+        self._channels = channels
+        self.fit: FitMode = fit
+        self.hflip = hflip
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.train_dataset: Dataset[Item] | None = None
+        self.val_dataset: Dataset[Item] | None = None
+
+    @property
+    def channels(self) -> int:
+        """Channels of every image: the configured value, else the dataset's own."""
+        return self._channels if self._channels is not None else self._native_channels
+
+    @property
+    def _native_channels(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes, or None for unlabelled data (labels are then -1)."""
+        raise NotImplementedError
+
+    def transform(self, train: bool) -> v2.Compose:
+        """The per-image transform; random flips only for training."""
+        return image_transform(
+            resolution=self.resolution, fit=self.fit, channels=self.channels, hflip=self.hflip and train
+        )
+
+    def _build_datasets(self) -> tuple[Dataset[Item], Dataset[Item]]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Create the train and val datasets once (Lightning calls this on every rank)."""
+        if self.train_dataset is None:
+            self.train_dataset, self.val_dataset = self._build_datasets()
+
+    def train_dataloader(self) -> DataLoader[Item]:
+        """Shuffled training batches; drops the last partial batch when there is a full one."""
+        dataset = self._require(self.train_dataset)
+        full_batch = len(dataset) >= self.batch_size  # type: ignore[arg-type]  # our datasets are sized
+        return self._loader(dataset, shuffle=True, drop_last=full_batch)
+
+    def val_dataloader(self) -> DataLoader[Item]:
+        """Validation batches in a fixed order."""
+        return self._loader(self._require(self.val_dataset), shuffle=False, drop_last=False)
+
+    def _require(self, dataset: Dataset[Item] | None) -> Dataset[Item]:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        return dataset
+
+    def _loader(self, dataset: Dataset[Item], *, shuffle: bool, drop_last: bool) -> DataLoader[Item]:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+def _check_options(
+    resolution: int, channels: int | None, fit: str, batch_size: int, num_workers: int, val_fraction: float
+) -> None:
+    if not isinstance(resolution, int) or resolution < 1:
+        raise GenlabError(f"data.resolution must be a positive integer, got {resolution!r}")
+    if channels not in (None, 1, 3):
+        raise GenlabError(f"data.channels must be 1, 3 or null (the dataset's own), got {channels!r}")
+    if fit not in FIT_MODES:
+        raise GenlabError(f"data.fit must be one of {', '.join(FIT_MODES)}, got {fit!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise GenlabError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise GenlabError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise GenlabError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")

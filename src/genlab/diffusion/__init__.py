@@ -1,0 +1,40 @@
+"""Diffusion math in plain PyTorch (never imports lightning): schedules, the Gaussian process and its loss, samplers.
+
+The network is always an argument, `model_fn(x_t, t, **model_kwargs) -> eps`, with `t` a LongTensor [B] of original
+timesteps in [0, T).
+"""
+
+from genlab.diffusion.gaussian import LOSS_TERMS, VARIANCES, GaussianDiffusion, LossInputs, ModelFn, VarianceName
+from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step
+from genlab.diffusion.schedules import (
+    SCHEDULES,
+    SPACINGS,
+    ScheduleName,
+    Spacing,
+    cosine_betas,
+    ddim_timesteps,
+    linear_betas,
+    make_betas,
+)
+
+__all__ = [
+    "GaussianDiffusion",
+    "LOSS_TERMS",
+    "LossInputs",
+    "ModelFn",
+    "SCHEDULES",
+    "SPACINGS",
+    "ScheduleName",
+    "Spacing",
+    "VARIANCES",
+    "VarianceName",
+    "cosine_betas",
+    "ddim_sample",
+    "ddim_sigma",
+    "ddim_step",
+    "ddim_timesteps",
+    "ddpm_sample",
+    "ddpm_step",
+    "linear_betas",
+    "make_betas",
+]

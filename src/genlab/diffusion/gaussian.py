@@ -1,0 +1,203 @@
+"""Gaussian diffusion (Ho et al. 2020, "DDPM"): forward process, posterior, reverse step moments, training loss.
+
+The class holds only the schedule. The network is passed in as `model_fn(x_t, t, **model_kwargs) -> eps`, where
+`t` is a LongTensor [B] of original timesteps in [0, T). Equation numbers refer to the DDPM paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+VarianceName = Literal["beta_tilde", "beta"]
+VARIANCES: tuple[str, ...] = ("beta_tilde", "beta")
+
+
+class ModelFn(Protocol):
+    """The network contract: predicts eps from x_t and original timesteps t [B]."""
+
+    def __call__(self, x: Tensor, t: Tensor, **model_kwargs: object) -> Tensor: ...
+
+
+@dataclass
+class LossInputs:
+    """What a loss term may read: the clean batch, its noised version, and the network's output."""
+
+    x0: Tensor
+    x_t: Tensor
+    t: Tensor
+    noise: Tensor
+    model_output: Tensor
+
+
+def mean_flat(x: Tensor) -> Tensor:
+    """Mean over every dimension but the batch one: [B, ...] -> [B]."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def _eps_mse(inp: LossInputs) -> Tensor:
+    # L_simple, eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, per sample.
+    return mean_flat((inp.noise - inp.model_output) ** 2)
+
+
+# Named loss terms; `training_losses` returns each requested one and their weighted sum.
+LOSS_TERMS: dict[str, Callable[[LossInputs], Tensor]] = {"eps_mse": _eps_mse}
+
+
+class GaussianDiffusion(nn.Module):
+    """Schedule buffers and the DDPM math. An nn.Module only so its buffers follow `.to(device)`.
+
+    All buffers are non-persistent (never in checkpoints: they are rebuilt from the config), there are no
+    parameters, and the network is never stored here.
+    """
+
+    def __init__(self, betas: Tensor, variance: str = "beta_tilde") -> None:
+        super().__init__()
+        if variance not in VARIANCES:
+            raise ValueError(f"unknown variance {variance!r}: expected one of {', '.join(VARIANCES)}")
+        betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        if betas.ndim != 1 or betas.numel() < 2:
+            raise ValueError(f"betas must be 1-D with at least 2 timesteps, got shape {tuple(betas.shape)}")
+        if not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError("every beta must lie in (0, 1)")
+        self.num_timesteps = int(betas.numel())
+        self.variance = variance
+
+        alphas = 1.0 - betas
+        alphas_cumprod = torch.cumprod(alphas, dim=0)  # abar_t, eq. 4
+        alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])  # abar_{t-1}, abar_{-1} = 1
+        # beta_tilde_t = (1 - abar_{t-1}) / (1 - abar_t) * beta_t, eq. 7; it is 0 at t = 0.
+        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+        # log(0) at t = 0 is replaced by log beta_tilde_1; the t = 0 step adds no noise, so only the log matters.
+        posterior_log_variance_clipped = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]]))
+        if variance == "beta_tilde":
+            # sigma_t^2 = beta_tilde_t (sec. 3.2): the variance is 0 at t = 0, its log is the clipped one.
+            model_variance, model_log_variance = posterior_variance, posterior_log_variance_clipped
+        else:
+            # sigma_t^2 = beta_t (sec. 3.2), except that at t = 0 improved-diffusion uses beta_tilde_1 (for a better
+            # decoder likelihood). Sampling is unaffected: no noise is added at t = 0.
+            model_variance = torch.cat([posterior_variance[1:2], betas[1:]])
+            model_log_variance = torch.log(model_variance)
+
+        buffers = {
+            "betas": betas,
+            "alphas_cumprod": alphas_cumprod,
+            "alphas_cumprod_prev": alphas_cumprod_prev,
+            "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": (1.0 - alphas_cumprod).sqrt(),
+            "sqrt_recip_alphas_cumprod": (1.0 / alphas_cumprod).sqrt(),
+            "sqrt_recipm1_alphas_cumprod": (1.0 / alphas_cumprod - 1.0).sqrt(),
+            "posterior_variance": posterior_variance,
+            "posterior_log_variance_clipped": posterior_log_variance_clipped,
+            # mu_tilde_t = coef1 x0 + coef2 x_t, eq. 7
+            "posterior_mean_coef1": alphas_cumprod_prev.sqrt() * betas / (1.0 - alphas_cumprod),
+            "posterior_mean_coef2": alphas.sqrt() * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod),
+            "model_variance": model_variance,
+            "model_log_variance": model_log_variance,
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value.to(torch.float32), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"num_timesteps={self.num_timesteps}, variance={self.variance!r}"
+
+    def _extract(self, buf: Tensor, t: Tensor, x: Tensor) -> Tensor:
+        """buf[t] shaped [B, 1, ..., 1] to broadcast against x, in x's dtype and device; `buf` itself stays put."""
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape [B] = [{x.shape[0]}], got {tuple(t.shape)}")
+        if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+            raise ValueError(f"t must hold integer timesteps, got dtype {t.dtype}")
+        out = buf[t.to(buf.device)].to(device=x.device, dtype=x.dtype)
+        return out.view(x.shape[0], *([1] * (x.ndim - 1)))  # [B] -> [B, 1, ..., 1]
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x0, (1 - abar_t) I), written with the given noise (eq. 4)."""
+        return (
+            self._extract(self.sqrt_alphas_cumprod, t, x0) * x0
+            + self._extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        )
+
+    def predict_x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), eq. 4 solved for x0."""
+        return (
+            self._extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+            - self._extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        )
+
+    def predict_eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
+        """eps = (x_t / sqrt(abar_t) - x0) / sqrt(1/abar_t - 1), eq. 4 solved for eps."""
+        return (self._extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / self._extract(
+            self.sqrt_recipm1_alphas_cumprod, t, x_t
+        )
+
+    def q_posterior_mean_variance(self, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (eqs. 6-7)."""
+        mean = (
+            self._extract(self.posterior_mean_coef1, t, x_t) * x0
+            + self._extract(self.posterior_mean_coef2, t, x_t) * x_t
+        )
+        variance = self._extract(self.posterior_variance, t, x_t)
+        log_variance = self._extract(self.posterior_log_variance_clipped, t, x_t)
+        return mean, variance, log_variance
+
+    def p_mean_variance_from_eps(
+        self, x_t: Tensor, t: Tensor, eps: Tensor, clip_denoised: bool = True
+    ) -> dict[str, Tensor]:
+        """Moments of p(x_{t-1} | x_t) given the predicted eps; pure math, no network.
+
+        The mean is the posterior mean at x0_hat = predict_x0_from_eps (eq. 11 when unclipped); with
+        `clip_denoised`, x0_hat is clamped to [-1, 1] first. "eps" is returned as given.
+        """
+        pred_x0 = self.predict_x0_from_eps(x_t, t, eps)
+        if clip_denoised:
+            pred_x0 = pred_x0.clamp(-1.0, 1.0)
+        mean, _, _ = self.q_posterior_mean_variance(pred_x0, x_t, t)
+        return {
+            "mean": mean,
+            "variance": self._extract(self.model_variance, t, x_t),
+            "log_variance": self._extract(self.model_log_variance, t, x_t),
+            "pred_x0": pred_x0,
+            "eps": eps,
+        }
+
+    def p_mean_variance(
+        self,
+        model_fn: ModelFn,
+        x_t: Tensor,
+        t: Tensor,
+        clip_denoised: bool = True,
+        model_kwargs: dict | None = None,
+    ) -> dict[str, Tensor]:
+        """Call the network at (x_t, t), then `p_mean_variance_from_eps`.
+
+        Keys: "mean", "variance", "log_variance" (each [B, 1, ...] or x's shape), "pred_x0", "eps".
+        """
+        eps = model_fn(x_t, t, **(model_kwargs or {}))
+        return self.p_mean_variance_from_eps(x_t, t, eps, clip_denoised)
+
+    def training_losses(
+        self,
+        model_fn: ModelFn,
+        x0: Tensor,
+        t: Tensor,
+        noise: Tensor | None = None,
+        model_kwargs: dict | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-sample [B] loss terms by name, plus "loss" = sum of weight * term; default weights {"eps_mse": 1}."""
+        weights = {"eps_mse": 1.0} if weights is None else dict(weights)
+        unknown = sorted(set(weights) - set(LOSS_TERMS))
+        if unknown or not weights:
+            raise ValueError(f"loss weights {unknown or '{}'} invalid: name one or more of {', '.join(LOSS_TERMS)}")
+        if any(float(w) < 0 for w in weights.values()):
+            raise ValueError(f"loss weights must be >= 0, got {weights}")
+        if noise is None:
+            noise = torch.randn_like(x0)
+        x_t = self.q_sample(x0, t, noise)
+        inp = LossInputs(x0=x0, x_t=x_t, t=t, noise=noise, model_output=model_fn(x_t, t, **(model_kwargs or {})))
+        terms = {name: LOSS_TERMS[name](inp) for name in weights}
+        terms["loss"] = sum(float(weights[name]) * terms[name] for name in weights)
+        return terms
