@@ -116,6 +116,8 @@ def train(cfg: DictConfig) -> Path:
         # After fit, EMAWeightAveraging has copied the averaged weights into the model.
         images = model.sample(cfg.callbacks.sample_grid.num_images, seed=cfg.callbacks.sample_grid.seed)
         save_png(image_grid(images), run_dir / "samples" / "final.png")
-        print(f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s; "
+        metrics = trainer.callback_metrics
+        losses = ", ".join(f"{k} {float(metrics[k]):.4f}" for k in ("train/loss", "val/loss") if k in metrics)
+        print(f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s ({losses}); "
               f"final sample grid {run_dir / 'samples' / 'final.png'}")
     return run_dir

@@ -18,7 +18,9 @@ from genlab.sampling import to_uint8
 def image_grid(images: Tensor, nrow: int | None = None) -> Tensor:
     """[-1, 1] images (B, C, H, W) to one uint8 (C, H', W') grid, about square by default."""
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
-    return make_grid(to_uint8(images), nrow=nrow, padding=2, pad_value=0)
+    grid = make_grid(to_uint8(images), nrow=nrow, padding=2, pad_value=0)
+    # make_grid repeats a single channel three times; keep grayscale grids grayscale.
+    return grid[:1] if images.shape[1] == 1 else grid
 
 
 def save_png(image: Tensor, path: Path) -> None:
