@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install genlab with its dependencies
 
 train: $(STAMP)  ## train the default DDPM on the embedded digits dataset (CPU, < 10 min)
-	WANDB_MODE=offline $(BIN)/genlab train experiment=ddpm_digits
+	$(BIN)/genlab train experiment=ddpm_digits
 
 test: $(STAMP)  ## run the default test suite (no GPU, no network)
 	WANDB_MODE=offline $(BIN)/python -m pytest

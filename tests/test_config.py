@@ -114,3 +114,10 @@ def test_config_command_bad_key_exits_2(capsys: pytest.CaptureFixture[str]) -> N
 def test_image_folder_needs_root() -> None:
     with pytest.raises(GenlabError, match="data.root"):
         load_config({"data": "image_folder"})
+
+
+def test_network_shape_errors_are_config_errors(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    # attention at 5x5 does not exist in a 16 -> 8 -> 4 U-Net: caught when the model is built, exit 2
+    assert main(["train", "unet.attention_resolutions=[5]", f"run_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "attention_resolutions" in err and "Traceback" not in err

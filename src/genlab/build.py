@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from genlab.data import DATAMODULES
 from genlab.data.base import ImageDataModule
 from genlab.diffusion import GaussianDiffusion, make_betas
+from genlab.errors import GenlabError
 from genlab.nn import UNet
 
 
@@ -39,18 +40,21 @@ def resolve_data_keys(cfg: DictConfig, datamodule: ImageDataModule) -> None:
 def build_unet(cfg: DictConfig) -> UNet:
     """The shared U-Net for the data's channels and resolution; class-conditional when model.conditional."""
     u = cfg.unet
-    return UNet(
-        in_channels=cfg.data.channels,
-        resolution=cfg.data.resolution,
-        base_channels=u.base_channels,
-        channel_mult=tuple(u.channel_mult),
-        num_res_blocks=u.num_res_blocks,
-        attention_resolutions=tuple(u.attention_resolutions),
-        dropout=u.dropout,
-        num_heads=u.num_heads,
-        time_injection=u.time_injection.value,
-        num_classes=cfg.data.num_classes if cfg.model.conditional else None,
-    )
+    try:
+        return UNet(
+            in_channels=cfg.data.channels,
+            resolution=cfg.data.resolution,
+            base_channels=u.base_channels,
+            channel_mult=tuple(u.channel_mult),
+            num_res_blocks=u.num_res_blocks,
+            attention_resolutions=tuple(u.attention_resolutions),
+            dropout=u.dropout,
+            num_heads=u.num_heads,
+            time_injection=u.time_injection.value,
+            num_classes=cfg.data.num_classes if cfg.model.conditional else None,
+        )
+    except ValueError as exc:  # the network's own shape checks, e.g. attention at a missing resolution
+        raise GenlabError(f"invalid unet config for {cfg.data.resolution}x{cfg.data.resolution} data: {exc}.") from None
 
 
 def build_diffusion(cfg: DictConfig) -> GaussianDiffusion:

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from omegaconf import DictConfig
 
 from genlab.build import build_datamodule, resolve_data_keys
-from genlab.callbacks import LossCurve, SampleGrid
+from genlab.callbacks import FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.callbacks.images import image_grid, save_png
 from genlab.config_io import save_config, to_container
 from genlab.errors import GenlabError
@@ -57,6 +57,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     callbacks.append(
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=cb.checkpoint.every_n_steps)
     )
+    callbacks.append(FinalCheckpoint(ckpt_dir / "last.ckpt", every_n_steps=cb.checkpoint.every_n_steps))
     if cb.checkpoint.save_top_k != 0:
         callbacks.append(
             ModelCheckpoint(
@@ -68,6 +69,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
                 auto_insert_metric_name=False,
             )
         )
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(ProgressBar())
     return callbacks
 
 
@@ -83,7 +86,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         strategy=t.strategy,
         precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
-        val_check_interval=t.val_every_n_steps,
+        val_check_interval=min(t.val_every_n_steps, t.max_steps),  # a short run still validates once
         check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
@@ -105,9 +108,9 @@ def train(cfg: DictConfig) -> Path:
             f"model.conditional=true needs class labels, but dataset {cfg.data.name.value!r} at {cfg.data.root} has none. "
             "Use a folder with one subfolder per class, or set model.conditional=false."
         )
+    model = DiffusionModule(to_container(cfg))  # before the run folder: a bad unet config leaves nothing behind
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
-    model = DiffusionModule(to_container(cfg))
     trainer = build_trainer(cfg, run_dir)
     print(f"genlab: run folder {run_dir}")
     started = time.time()

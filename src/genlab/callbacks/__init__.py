@@ -1,6 +1,8 @@
 """Callbacks that show training as it happens: sample grids and loss curves."""
 
+from genlab.callbacks.final_checkpoint import FinalCheckpoint
 from genlab.callbacks.loss_curve import LossCurve
+from genlab.callbacks.progress import ProgressBar
 from genlab.callbacks.sample_grid import SampleGrid
 
-__all__ = ["LossCurve", "SampleGrid"]
+__all__ = ["FinalCheckpoint", "LossCurve", "ProgressBar", "SampleGrid"]
