@@ -71,7 +71,9 @@ def test_sinusoidal_embedding_odd_dim_is_padded() -> None:
 # ---------------------------------------------------------------- layers
 
 
-@pytest.mark.parametrize(("channels", "groups"), [(128, 32), (96, 32), (48, 24), (16, 16), (8, 8), (3, 3)])
+@pytest.mark.parametrize(
+    ("channels", "groups"), [(256, 32), (128, 32), (96, 24), (64, 16), (48, 12), (32, 8), (16, 4), (8, 2), (3, 1)]
+)
 def test_group_norm_groups(channels: int, groups: int) -> None:
     norm = group_norm(channels)
     assert norm.num_groups == groups
@@ -268,3 +270,18 @@ def test_gradients_reach_every_parameter(mode: str) -> None:
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.count_nonzero(p.grad) > 0, name
+
+
+@pytest.mark.parametrize(("base_channels", "min_change"), [(8, 1e-3), (32, 1e-2)])
+def test_narrow_unet_with_add_injection_depends_on_t(base_channels: int, min_change: float) -> None:
+    # Regression: with one channel per GroupNorm group, the added time embedding was normalised away
+    # (before the fix the change below was under 1e-6 at base 8).
+    torch.manual_seed(0)
+    model = UNet(in_channels=1, resolution=16, base_channels=base_channels, channel_mult=(1, 2),
+                 num_res_blocks=1, attention_resolutions=(8,), dropout=0.0, time_injection="add")
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        change = (model(x, torch.tensor([0, 0])) - model(x, torch.tensor([700, 700]))).abs().max()
+    assert change > min_change

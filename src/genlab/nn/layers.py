@@ -46,8 +46,13 @@ def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 32 groups, or the largest divisor of `channels` up to 32 for small models."""
-    groups = max(g for g in range(1, min(32, channels) + 1) if channels % g == 0)
+    """GroupNorm with up to 32 groups of at least 4 channels (DDPM's 128 channels give 32 groups of 4).
+
+    A group of one channel would subtract the per-channel time embedding that "add" injects just
+    before the norm, so a narrow U-Net would silently ignore t: keep >= 4 channels per group.
+    """
+    limit = max(1, min(32, channels // 4))
+    groups = max(g for g in range(1, limit + 1) if channels % g == 0)
     return nn.GroupNorm(groups, channels, eps=1e-6)
 
 
