@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig
 
 from genlab.data import DATAMODULES
@@ -9,6 +11,9 @@ from genlab.data.base import ImageDataModule
 from genlab.diffusion import GaussianDiffusion, make_betas
 from genlab.errors import GenlabError
 from genlab.nn import UNet
+
+if TYPE_CHECKING:
+    from genlab.nn.classifier import NoiseAwareClassifier
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -37,6 +42,11 @@ def resolve_data_keys(cfg: DictConfig, datamodule: ImageDataModule) -> None:
     cfg.data.num_classes = datamodule.num_classes
 
 
+def is_conditional(cfg: DictConfig) -> bool:
+    """Labels reach the U-Net; p_uncond = 1 would drop them all, which is an unconditional model."""
+    return bool(cfg.model.conditional) and cfg.model.p_uncond < 1.0
+
+
 def build_unet(cfg: DictConfig) -> UNet:
     """The shared U-Net for the data's channels and resolution; class-conditional when model.conditional."""
     u = cfg.unet
@@ -51,7 +61,7 @@ def build_unet(cfg: DictConfig) -> UNet:
             dropout=u.dropout,
             num_heads=u.num_heads,
             time_injection=u.time_injection.value,
-            num_classes=cfg.data.num_classes if cfg.model.conditional else None,
+            num_classes=cfg.data.num_classes if is_conditional(cfg) else None,
         )
     except ValueError as exc:  # the network's own shape checks, e.g. attention at a missing resolution
         raise GenlabError(f"invalid unet config for {cfg.data.resolution}x{cfg.data.resolution} data: {exc}.") from None
@@ -63,3 +73,26 @@ def build_diffusion(cfg: DictConfig) -> GaussianDiffusion:
     kwargs = {"beta_start": d.beta_start, "beta_end": d.beta_end} if d.schedule.value == "linear" else {}
     betas = make_betas(d.schedule.value, d.timesteps, **kwargs)
     return GaussianDiffusion(betas, variance=d.variance.value)
+
+
+def build_classifier(cfg: DictConfig) -> "NoiseAwareClassifier":
+    """The noise-aware classifier: the U-Net encoder (the `unet` block's settings) and a pooling head."""
+    from genlab.nn.classifier import NoiseAwareClassifier
+
+    u = cfg.unet
+    try:
+        return NoiseAwareClassifier(
+            in_channels=cfg.data.channels,
+            resolution=cfg.data.resolution,
+            num_classes=cfg.data.num_classes,
+            base_channels=u.base_channels,
+            channel_mult=tuple(u.channel_mult),
+            num_res_blocks=u.num_res_blocks,
+            attention_resolutions=tuple(u.attention_resolutions),
+            dropout=u.dropout,
+            num_heads=u.num_heads,
+            time_injection=u.time_injection.value,
+            pool=cfg.model.classifier_pool.value,
+        )
+    except ValueError as exc:
+        raise GenlabError(f"invalid classifier config for {cfg.data.resolution}x{cfg.data.resolution} data: {exc}.") from None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from genlab.errors import GenlabError
-from genlab.models import DiffusionModule
+from genlab.models.diffusion import DiffusionModule
+
+if TYPE_CHECKING:
+    from genlab.models.classifier import ClassifierModule
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -28,6 +31,24 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_kind(ckpt: dict[str, Any]) -> str:
+    """The model kind ("ddpm", "classifier", ...) recorded in a checkpoint's config."""
+    return str(ckpt["hyper_parameters"]["config"].get("model", {}).get("kind"))
+
+
+def _require_kind(ckpt: dict[str, Any], path: str | Path, kind: str, role: str) -> None:
+    found = checkpoint_kind(ckpt)
+    if found != kind:
+        raise GenlabError(f"{path} holds a {found!r} model, but {role} must be a {kind!r} checkpoint.")
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise GenlabError(f"checkpoint {path} does not match its own config: {str(exc).splitlines()[0]}") from None
+
+
 def load_diffusion(path: str | Path, ema: bool = True) -> DiffusionModule:
     """The DiffusionModule of a checkpoint in eval mode, with EMA weights (default) or the raw ones.
 
@@ -35,17 +56,22 @@ def load_diffusion(path: str | Path, ema: bool = True) -> DiffusionModule:
     ones under `current_model_state`; a run without EMA has only `state_dict` (raw).
     """
     ckpt = read_checkpoint(path)
-    config = ckpt["hyper_parameters"]["config"]
-    kind = config.get("model", {}).get("kind")
-    if kind != "ddpm":
-        raise GenlabError(f"{path} holds a {kind!r} model; this command needs a diffusion (ddpm) checkpoint.")
+    _require_kind(ckpt, path, "ddpm", "ckpt")
     has_ema = "current_model_state" in ckpt
     if ema and not has_ema:
         print(f"genlab: {path} has no EMA weights (trained with model.ema.enabled=false); using the raw weights.")
     state = ckpt["state_dict"] if (ema or not has_ema) else ckpt["current_model_state"]
-    module = DiffusionModule(config)
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise GenlabError(f"checkpoint {path} does not match its own config: {str(exc).splitlines()[0]}") from None
+    module = DiffusionModule(ckpt["hyper_parameters"]["config"])
+    _load_state(module, state, path)
+    return module.eval()
+
+
+def load_classifier(path: str | Path) -> "ClassifierModule":
+    """The noise-aware ClassifierModule of a checkpoint, in eval mode."""
+    from genlab.models.classifier import ClassifierModule
+
+    ckpt = read_checkpoint(path)
+    _require_kind(ckpt, path, "classifier", "classifier")
+    module = ClassifierModule(ckpt["hyper_parameters"]["config"])
+    _load_state(module, ckpt["state_dict"], path)
     return module.eval()

@@ -55,7 +55,13 @@ class Spacing(str, Enum):
 
 
 class ModelKind(str, Enum):
-    ddpm = "ddpm"
+    ddpm = "ddpm"  # also the CFG model: model.conditional=true
+    classifier = "classifier"  # noise-aware classifier for classifier guidance
+
+
+class Pool(str, Enum):
+    attention = "attention"
+    avg = "avg"
 
 
 class LoggerName(str, Enum):
@@ -120,6 +126,8 @@ class EMAConfig:
 class ModelConfig:
     kind: ModelKind = ModelKind.ddpm
     conditional: bool = False  # feed class labels to the U-Net
+    p_uncond: float = 0.1  # CFG: probability of replacing the label by the null class (Ho & Salimans)
+    classifier_pool: Pool = Pool.attention  # classifier head: attention pooling or global average pooling
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
 
@@ -131,6 +139,7 @@ class SamplerConfig:
     eta: float = 0.0  # DDIM only
     spacing: Spacing = Spacing.uniform  # DDIM only
     clip_denoised: bool = True
+    guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
 
 
 @dataclass
@@ -215,4 +224,11 @@ class SampleArgs:
     ema: bool = True  # use the EMA weights stored in the checkpoint
     batch_size: int = 256
     device: str = "auto"
-    nrow: Optional[int] = None  # grid columns; None: about sqrt(n)
+    nrow: Optional[int] = None  # grid columns; None: about sqrt(n), or per_class with classes
+    classes: Any = None  # "0,1,2" or [0,1,2]: per_class samples of each, one grid row per class
+    per_class: int = 8
+    guidance: Optional[float] = None  # CFG weight w: eps~ = (1 + w) eps(c) - w eps(null); w = 0 is conditional
+    guidance_scale: Optional[float] = None  # the same guidance as s = 1 + w (GLIDE / diffusers convention)
+    classifier: Optional[str] = None  # noise-aware classifier checkpoint: classifier guidance
+    classifier_scale: float = 0.0  # s in eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
+    eval_classifier: Optional[str] = None  # classifier checkpoint that scores class accuracy (default: classifier)

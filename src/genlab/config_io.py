@@ -159,6 +159,7 @@ def validate(cfg: DictConfig) -> None:
     )
     for term in cfg.diffusion.loss_weights:
         _check(term in LOSS_TERMS, f"diffusion.loss_weights.{term}", term, f"one of {sorted(LOSS_TERMS)}")
+    _check(0.0 <= cfg.model.p_uncond <= 1.0, "model.p_uncond", cfg.model.p_uncond, "in [0, 1]")
     _check(cfg.model.optim.lr > 0, "model.optim.lr", cfg.model.optim.lr, "> 0")
     _check(len(cfg.model.optim.betas) == 2, "model.optim.betas", list(cfg.model.optim.betas), "two numbers")
     _check(cfg.model.optim.warmup_steps >= 0, "model.optim.warmup_steps", cfg.model.optim.warmup_steps, ">= 0")

@@ -11,10 +11,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from genlab.callbacks.images import image_grid, save_png
-from genlab.checkpoints import load_diffusion
+from genlab.checkpoints import load_classifier, load_diffusion
 from genlab.config import SampleArgs
 from genlab.config_io import parse_overrides, validate_sampler
 from genlab.errors import GenlabError
+from genlab.sample_guidance import build_guidance, class_accuracy
 from genlab.sampling import to_uint8
 
 
@@ -32,8 +33,8 @@ def parse_sample_args(args: list[str]) -> SampleArgs:
     if OmegaConf.is_missing(merged, "ckpt"):
         raise GenlabError("sample needs ckpt=PATH, the checkpoint to sample from.")
     parsed: SampleArgs = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    if parsed.n <= 0:
-        raise GenlabError(f"n={parsed.n}: the number of samples must be a positive integer.")
+    if parsed.n <= 0 or parsed.per_class <= 0:
+        raise GenlabError(f"n={parsed.n}, per_class={parsed.per_class}: numbers of samples must be positive integers.")
     if parsed.batch_size <= 0:
         raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
     return parsed
@@ -69,22 +70,33 @@ def sample_command(args: list[str]) -> None:
     check_writable(a.out)
     module = load_diffusion(a.ckpt, ema=a.ema)
     validate_sampler(a.steps, a.eta, module.diffusion.num_timesteps)
-    module.to(pick_device(a.device))
+    guidance, classifier = build_guidance(a, module)
+    scorer = load_classifier(a.eval_classifier) if a.eval_classifier else classifier
+    device = pick_device(a.device)
+    module.to(device)
+    for net in {id(m): m for m in (classifier, scorer) if m is not None}.values():
+        net.to(device)
+    n = len(guidance.labels) if guidance.labels is not None else a.n
     images = module.sample(
-        a.n,
+        n,
         sampler=a.sampler.value,
         steps=a.steps,
         eta=a.eta,
         spacing=a.spacing.value,
         seed=a.seed,
         batch_size=a.batch_size,
+        guidance=guidance,
         progress=True,
     )
     if _is_folder_target(a.out):
         folder = Path(a.out)
         for i, image in enumerate(to_uint8(images)):
             save_png(image, folder / f"{i:06d}.png")
-        print(f"genlab: wrote {a.n} PNGs to {folder}")
+        print(f"genlab: wrote {n} PNGs to {folder}")
     else:
-        save_png(image_grid(images, nrow=a.nrow), Path(a.out))
-        print(f"genlab: wrote a grid of {a.n} samples to {a.out}")
+        nrow = a.nrow or (a.per_class if guidance.labels is not None else None)
+        save_png(image_grid(images, nrow=nrow), Path(a.out))
+        print(f"genlab: wrote a grid of {n} samples to {a.out}")
+    if guidance.labels is not None and scorer is not None:
+        accuracy = class_accuracy(scorer, images, guidance.labels)
+        print(f"genlab: class accuracy {accuracy:.3f} over {n} samples (classifier at t=0)")

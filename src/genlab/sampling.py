@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from genlab.diffusion import GaussianDiffusion, ddim_sample, ddpm_sample
+from genlab.diffusion import GaussianDiffusion, classifier_free_guidance, ddim_sample, ddpm_sample
+
+LogProbFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # log p(y | x_t, t) per sample [B]
+
+
+@dataclass
+class Guidance:
+    """How labels steer sampling: CFG weight w (needs a conditional model), and/or a classifier."""
+
+    labels: Tensor | None = None  # [n] class per sample
+    cfg_weight: float = 0.0  # w in eps~ = (1 + w) eps_c - w eps_null
+    null_class: int | None = None  # the conditional model's null label; None for an unconditional model
+    classifier_log_prob: LogProbFn | None = None
+    classifier_scale: float = 0.0  # s in grad = s * grad log p(y | x_t)
+
+
+def _batch_functions(
+    model_fn: Callable[..., Tensor], guidance: Guidance, start: int, b: int
+) -> tuple[Callable[..., Tensor], dict, Callable[[Tensor, Tensor], Tensor] | None]:
+    """The model_fn, its kwargs and the classifier cond_fn for samples [start, start + b)."""
+    if guidance.labels is None:
+        return model_fn, {}, None
+    y = guidance.labels[start : start + b]
+    cond_fn = None
+    if guidance.classifier_log_prob is not None and guidance.classifier_scale != 0:
+        from genlab.diffusion import classifier_grad_fn
+
+        cond_fn = classifier_grad_fn(guidance.classifier_log_prob, y, guidance.classifier_scale)
+    if guidance.null_class is None:  # unconditional network: labels only steer the classifier
+        return model_fn, {}, cond_fn
+    return classifier_free_guidance(model_fn, guidance.cfg_weight, guidance.null_class), {"y": y}, cond_fn
 
 
 def generate(
@@ -24,6 +55,7 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    guidance: Guidance | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Sample `n` images in [-1, 1] of shape (C, H, W).
@@ -31,29 +63,28 @@ def generate(
     All randomness comes from one generator seeded with `seed`, so the same seed gives the same
     images whatever the batch size, as long as batches are drawn in order.
     """
+    guidance = guidance or Guidance()
+    if guidance.labels is not None:
+        guidance.labels = guidance.labels.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     out = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
         shape = (b, *image_shape)
         x_T = torch.randn(shape, generator=generator, device=device)
+        fn, model_kwargs, cond_fn = _batch_functions(model_fn, guidance, start, b)
+        common = dict(
+            x_T=x_T,
+            generator=generator,
+            clip_denoised=clip_denoised,
+            model_kwargs=model_kwargs,
+            cond_fn=cond_fn,
+            progress=progress,
+        )
         if sampler == "ddpm":
-            x0 = ddpm_sample(
-                diffusion, model_fn, shape, x_T=x_T, generator=generator, clip_denoised=clip_denoised, progress=progress
-            )
+            x0 = ddpm_sample(diffusion, fn, shape, **common)
         elif sampler == "ddim":
-            x0 = ddim_sample(
-                diffusion,
-                model_fn,
-                shape,
-                steps=steps,
-                eta=eta,
-                spacing=spacing,
-                x_T=x_T,
-                generator=generator,
-                clip_denoised=clip_denoised,
-                progress=progress,
-            )
+            x0 = ddim_sample(diffusion, fn, shape, steps=steps, eta=eta, spacing=spacing, **common)
         else:
             raise ValueError(f"unknown sampler {sampler!r}: expected 'ddpm' or 'ddim'")
         out.append(x0.clamp(-1, 1).cpu())

@@ -41,7 +41,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     """Sample grid and loss curve first, then EMA (so grids see the EMA weights), then checkpoints."""
     cb = cfg.callbacks
     callbacks: list[L.Callback] = []
-    if cb.sample_grid.enabled:
+    if cb.sample_grid.enabled and cfg.model.kind.value == "ddpm":
         callbacks.append(SampleGrid(run_dir / "samples", num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
     if cb.loss_curve:
         callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=cfg.trainer.log_every_n_steps))
@@ -98,29 +98,44 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     )
 
 
+def build_module(cfg: DictConfig) -> L.LightningModule:
+    """The LightningModule for `model.kind`, built from the plain config dict (so checkpoints rebuild it)."""
+    if cfg.model.kind.value == "classifier":
+        from genlab.models.classifier import ClassifierModule
+
+        return ClassifierModule(to_container(cfg))
+    return DiffusionModule(to_container(cfg))
+
+
 def train(cfg: DictConfig) -> Path:
     """Train the configured model; return the run folder."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     resolve_data_keys(cfg, datamodule)
-    if cfg.model.conditional and cfg.data.num_classes is None:
+    needs_labels = cfg.model.conditional or cfg.model.kind.value == "classifier"
+    if needs_labels and cfg.data.num_classes is None:
         raise GenlabError(
-            f"model.conditional=true needs class labels, but dataset {cfg.data.name.value!r} at {cfg.data.root} has none. "
+            f"this model needs class labels, but dataset {cfg.data.name.value!r} at {cfg.data.root} has none. "
             "Use a folder with one subfolder per class, or set model.conditional=false."
         )
-    model = DiffusionModule(to_container(cfg))  # before the run folder: a bad unet config leaves nothing behind
+    model = build_module(cfg)  # before the run folder: a bad network config leaves nothing behind
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir)
     print(f"genlab: run folder {run_dir}")
     started = time.time()
     trainer.fit(model, datamodule=datamodule)
-    if trainer.is_global_zero:
+    if not trainer.is_global_zero:
+        return run_dir
+    summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
+    metrics = trainer.callback_metrics
+    shown = [k for k in ("train/loss", "val/loss", "val/acc_t0") if k in metrics]
+    if shown:
+        summary += " (" + ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown) + ")"
+    if isinstance(model, DiffusionModule):
         # After fit, EMAWeightAveraging has copied the averaged weights into the model.
-        images = model.sample(cfg.callbacks.sample_grid.num_images, seed=cfg.callbacks.sample_grid.seed)
-        save_png(image_grid(images), run_dir / "samples" / "final.png")
-        metrics = trainer.callback_metrics
-        losses = ", ".join(f"{k} {float(metrics[k]):.4f}" for k in ("train/loss", "val/loss") if k in metrics)
-        print(f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s ({losses}); "
-              f"final sample grid {run_dir / 'samples' / 'final.png'}")
+        images, nrow = model.sample_grid(cfg.callbacks.sample_grid.num_images, seed=cfg.callbacks.sample_grid.seed)
+        save_png(image_grid(images, nrow=nrow or None), run_dir / "samples" / "final.png")
+        summary += f"; final sample grid {run_dir / 'samples' / 'final.png'}"
+    print(summary)
     return run_dir

@@ -24,8 +24,8 @@ class SampleGrid(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        images = pl_module.sample(self.num_images, seed=self.seed)
-        grid = image_grid(images)
+        images, nrow = pl_module.sample_grid(self.num_images, seed=self.seed)
+        grid = image_grid(images, nrow=nrow or None)
         step = trainer.global_step
         save_png(grid, self.out_dir / f"step_{step:07d}.png")
         log_image(trainer, "val/samples", grid, step=step)

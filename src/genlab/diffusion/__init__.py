@@ -4,7 +4,10 @@ The network is always an argument, `model_fn(x_t, t, **model_kwargs) -> eps`, wi
 timesteps in [0, T).
 """
 
+from genlab.diffusion.classifier_guidance import classifier_grad_fn
 from genlab.diffusion.gaussian import LOSS_TERMS, VARIANCES, GaussianDiffusion, LossInputs, ModelFn, VarianceName
+from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance, guidance_weight
+from genlab.diffusion.inversion import ddim_invert, slerp
 from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step
 from genlab.diffusion.schedules import (
     SCHEDULES,
@@ -18,6 +21,10 @@ from genlab.diffusion.schedules import (
 )
 
 __all__ = [
+    "cfg_combine",
+    "classifier_free_guidance",
+    "classifier_grad_fn",
+    "guidance_weight",
     "GaussianDiffusion",
     "LOSS_TERMS",
     "LossInputs",
@@ -29,6 +36,7 @@ __all__ = [
     "VARIANCES",
     "VarianceName",
     "cosine_betas",
+    "ddim_invert",
     "ddim_sample",
     "ddim_sigma",
     "ddim_step",
@@ -37,4 +45,5 @@ __all__ = [
     "ddpm_step",
     "linear_betas",
     "make_betas",
+    "slerp",
 ]

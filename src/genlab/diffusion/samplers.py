@@ -1,9 +1,10 @@
 """Samplers: loops that call the network, and step functions that only do math.
 
 DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) and DDIM (Song et al. 2021, eqs. 12 and 16).
-The loops call `model_fn(x_t, t, **model_kwargs)` with original timesteps t in [0, T) and nothing else, so guidance
-is composed outside as a model_fn wrapper (classifier-free: a conditional and a null call combined; classifier
-guidance: shift eps by a gradient computed under `torch.enable_grad()` inside the wrapper).
+The loops call `model_fn(x_t, t, **model_kwargs)` with original timesteps t in [0, T) and nothing else, so
+classifier-free guidance is composed outside as a model_fn wrapper (a conditional and a null call combined).
+Classifier guidance (Dhariwal & Nichol 2021) enters through the optional `cond_fn(x_t, t)`, the scaled gradient of
+log p(y | x_t), which shifts the DDPM mean (Algorithm 1) or the DDIM eps (Algorithm 2); see classifier_guidance.py.
 All randomness comes from `generator`, on the device of x, in a fixed order, so a seed reproduces samples.
 """
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from genlab.diffusion.classifier_guidance import CondFn, guided_eps, guided_mean
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
 from genlab.diffusion.schedules import ddim_timesteps
 
@@ -58,12 +60,14 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     clip_denoised: bool = True,
     model_kwargs: dict | None = None,
+    cond_fn: CondFn | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Ancestral sampling over all T steps, t = T-1, ..., 0 (Algorithm 2).
 
     Draw order from `generator`: x_T (unless given), then one N(0, I) tensor per step for t = T-1, ..., 1;
-    none for t = 0, which adds no noise.
+    none for t = 0, which adds no noise. With `cond_fn`, each step's mean becomes mean + Sigma * cond_fn(x_t, t),
+    Sigma the model variance (classifier guidance, Dhariwal & Nichol Algorithm 1).
     """
     x = _initial_noise(diffusion, shape, x_T, generator)
     model_kwargs = model_kwargs or {}
@@ -71,6 +75,8 @@ def ddpm_sample(
         t = _timestep_batch(i, x)
         eps = model_fn(x, t, **model_kwargs)
         out = diffusion.p_mean_variance_from_eps(x, t, eps, clip_denoised)
+        if cond_fn is not None:
+            out = {**out, "mean": guided_mean(out["mean"], out["variance"], cond_fn(x, t))}
         noise = _randn_like(x, generator) if i > 0 else torch.zeros_like(x)
         x = ddpm_step(diffusion, out, t, noise)
     return x
@@ -131,12 +137,14 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     clip_denoised: bool = True,
     model_kwargs: dict | None = None,
+    cond_fn: CondFn | None = None,
     progress: bool = False,
 ) -> Tensor:
     """DDIM sampling over `steps` timesteps from `ddim_timesteps` (eta = 0: deterministic; eta = 1: DDPM-like).
 
     Draw order from `generator`: x_T (unless given), then, only when eta > 0, one N(0, I) tensor per step except
     the last (whose sigma is 0). With eta == 0 nothing else is drawn, so the result depends only on x_T.
+    With `cond_fn`, each step uses eps_hat = eps - sqrt(1 - abar_t) * cond_fn(x_t, t) (Dhariwal & Nichol eq. 14).
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
@@ -154,6 +162,8 @@ def ddim_sample(
             alpha_bar_prev = diffusion._extract(diffusion.alphas_cumprod, _timestep_batch(t_prev, x), x)
         else:
             alpha_bar_prev = torch.ones_like(alpha_bar_t)
+        if cond_fn is not None:
+            eps = guided_eps(eps, alpha_bar_t, cond_fn(x, t))
         noise = None
         if eta > 0:  # the last step has sigma = 0 (abar_prev = 1): zeros instead of a draw
             noise = _randn_like(x, generator) if t_prev >= 0 else torch.zeros_like(x)

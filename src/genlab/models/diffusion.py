@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
-from genlab.sampling import generate
+from genlab.sampling import Guidance, generate
 
 QUARTERS = 4
 
@@ -26,7 +26,9 @@ class DiffusionModule(L.LightningModule):
         self.unet = build_unet(self.cfg)
         self.diffusion = build_diffusion(self.cfg)
         self.loss_weights = dict(self.cfg.diffusion.loss_weights)
-        self.conditional = bool(self.cfg.model.conditional)
+        # p_uncond = 1 drops every label: that is an unconditional model, so build_unet makes one.
+        self.conditional = self.unet.null_class is not None
+        self.p_uncond = float(self.cfg.model.p_uncond)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -40,11 +42,16 @@ class DiffusionModule(L.LightningModule):
         x0, y = batch
         t = torch.randint(0, self.diffusion.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, generator=generator)
-        model_kwargs = {"y": y} if self.conditional else {}
+        model_kwargs = {"y": self.drop_labels(y, generator)} if self.conditional else {}
         terms = self.diffusion.training_losses(
             self.model_fn, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
         )
         return terms, t
+
+    def drop_labels(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """CFG training: each label becomes the null class with probability p_uncond (Ho & Salimans, Alg. 1)."""
+        drop = torch.rand(y.shape, device=y.device, generator=generator) < self.p_uncond
+        return torch.where(drop, torch.full_like(y, self.unet.null_class), y)
 
     def _log_terms(self, stage: str, terms: dict[str, Tensor], t: Tensor, on_step: bool) -> Tensor:
         loss = terms["loss"].mean()
@@ -94,6 +101,7 @@ class DiffusionModule(L.LightningModule):
         spacing: str | None = None,
         seed: int = 0,
         batch_size: int = 256,
+        guidance: Guidance | None = None,
         progress: bool = False,
     ) -> Tensor:
         """n images in [-1, 1] with the configured sampler, any setting overridable."""
@@ -114,7 +122,18 @@ class DiffusionModule(L.LightningModule):
                 seed=seed,
                 batch_size=batch_size,
                 device=self.device,
+                guidance=guidance,
                 progress=progress,
             )
         finally:
             self.train(was_training)
+
+    def sample_grid(self, num_images: int, seed: int = 0) -> tuple[Tensor, int]:
+        """Images for the validation grid and its row length: one row per class for a conditional model."""
+        if not self.conditional:
+            return self.sample(num_images, seed=seed), 0
+        num_classes = int(self.cfg.data.num_classes)
+        per_class = max(1, num_images // num_classes)
+        labels = torch.arange(num_classes).repeat_interleave(per_class)  # [0,0,..,1,1,..]: a row per class
+        guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
+        return self.sample(len(labels), seed=seed, guidance=guidance), per_class

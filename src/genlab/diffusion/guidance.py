@@ -1,0 +1,52 @@
+"""Classifier-free guidance (Ho & Salimans 2021) as a wrapper around the network.
+
+Two conventions exist for the same thing:
+- w ("guidance", Ho & Salimans eq. 6): eps~ = (1 + w) eps(x_t, c) - w eps(x_t, null); w = 0 is the
+  plain conditional model.
+- s ("guidance_scale", as in GLIDE, Imagen and diffusers): eps~ = eps(x_t, null) + s (eps(x_t, c) - eps(x_t, null));
+  s = 1 is the plain conditional model.
+They are the same family with s = 1 + w.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+ModelFn = Callable[..., Tensor]
+
+
+def guidance_weight(guidance: float | None = None, guidance_scale: float | None = None) -> float:
+    """The w of eps~ = (1 + w) eps_c - w eps_null from either convention (s = 1 + w); 0 when neither is given."""
+    if guidance is not None and guidance_scale is not None:
+        raise ValueError("give either guidance (w) or guidance_scale (s = 1 + w), not both")
+    if guidance_scale is not None:
+        return float(guidance_scale) - 1.0
+    return float(guidance or 0.0)
+
+
+def cfg_combine(eps_cond: Tensor, eps_uncond: Tensor, w: float) -> Tensor:
+    """eps~ = (1 + w) eps(x_t, c) - w eps(x_t, null) (Ho & Salimans eq. 6)."""
+    return (1.0 + w) * eps_cond - w * eps_uncond
+
+
+def classifier_free_guidance(model_fn: ModelFn, w: float, null_class: int) -> ModelFn:
+    """Wrap a class-conditional `model_fn(x, t, y=...)` into a guided one with weight w.
+
+    The conditional and the unconditional pass run as one batched forward of 2B samples.
+    With w == 0 the wrapper is the conditional model itself (no extra forward).
+    """
+
+    def guided(x: Tensor, t: Tensor, y: Tensor | None = None, **kwargs: object) -> Tensor:
+        if y is None:
+            raise ValueError("classifier-free guidance needs class labels y")
+        if w == 0:
+            return model_fn(x, t, y=y, **kwargs)
+        null = torch.full_like(y, null_class)
+        eps = model_fn(torch.cat([x, x]), torch.cat([t, t]), y=torch.cat([y, null]), **kwargs)  # [2B, C, H, W]
+        eps_cond, eps_uncond = eps.chunk(2)  # [B, C, H, W] each
+        return cfg_combine(eps_cond, eps_uncond, w)
+
+    return guided

@@ -1,0 +1,54 @@
+"""`genlab train experiment=cfg_digits` then guided `genlab sample` with one row per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from genlab.callbacks.images import load_png
+from genlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def cfg_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cfg_run")
+    assert main(["train", "experiment=cfg_digits", *TINY, f"run_dir={run_dir}"]) == 0
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_guided_sample_grid_has_one_row_per_class(cfg_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    args = ["sample", f"ckpt={cfg_ckpt}", "steps=3", "guidance=3.0", "classes=0,4,7", "per_class=5", f"out={out}"]
+    assert main(args) == 0
+    assert load_png(out).shape == (1, 2 + 3 * 18, 2 + 5 * 18)
+
+
+def test_both_conventions_give_the_same_images(cfg_ckpt: Path, tmp_path: Path) -> None:
+    common = ["sample", f"ckpt={cfg_ckpt}", "steps=3", "classes=[1,2]", "per_class=2"]
+    assert main([*common, "guidance=2.0", f"out={tmp_path / 'w.png'}"]) == 0
+    assert main([*common, "guidance_scale=3.0", f"out={tmp_path / 's.png'}"]) == 0
+    assert (tmp_path / "w.png").read_bytes() == (tmp_path / "s.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["guidance=1.0"], "classes"),  # guidance without classes
+        (["classes=0,12"], "0..9"),
+        (["guidance=1", "guidance_scale=2", "classes=1"], "not both"),
+        (["classifier_scale=2", "classes=1"], "classifier=PATH"),
+    ],
+)
+def test_bad_guidance_arguments_exit_2(
+    cfg_ckpt: Path, tmp_path: Path, extra: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sample", f"ckpt={cfg_ckpt}", *extra, f"out={tmp_path / 'x.png'}"]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_p_uncond_outside_unit_interval_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "experiment=cfg_digits", "model.p_uncond=1.5"]) == 2
+    assert "model.p_uncond" in capsys.readouterr().err
