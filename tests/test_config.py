@@ -17,7 +17,7 @@ def test_experiment_composes_blocks_and_overrides() -> None:
     assert cfg.data.name == DataName.digits and cfg.data.resolution == 16  # from configs/data/digits.yaml
     assert cfg.unet.base_channels == 32  # from configs/unet/digits.yaml
     assert cfg.model.optim.lr == pytest.approx(2e-3)  # the experiment overrides the block's 2e-4
-    assert cfg.sampler.name == SamplerName.ddim and cfg.sampler.eta == 1.0  # configs/sampler/ddim50_eta1.yaml
+    assert cfg.sampler.name == SamplerName.ddim and cfg.sampler.steps == 50 and cfg.sampler.eta == 0.0
 
 
 def test_command_line_overrides_and_block_selection() -> None:
