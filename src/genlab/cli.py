@@ -15,11 +15,19 @@ commands:
   train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
   sample  ckpt=PATH [sampler=ddim steps=50 eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]
   config  [experiment=NAME] [key=value ...]                  print the resolved config
+  invert  ckpt=PATH image=IMAGE steps=S [out=recon.png ema=true device=auto spacing=uniform label=K]
+          DDIM-encode an image to x_T and decode it again: PNG target | x_T | reconstruction, MSE in a .json
+  interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true device=auto label=K]
+          decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
+  IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
+  SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 
 Experiments live in experiments/, building blocks in configs/<group>/. Examples:
   genlab train experiment=ddpm_digits trainer.max_steps=500
   genlab train experiment=ddpm_mnist data.root=../shared/data
   genlab sample ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt sampler=ddim steps=50 n=64 out=grid.png
+  genlab invert ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt image=index:12 steps=50 out=recon.png
+  genlab interpolate ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt a=seed:0 b=index:12 n=8 out=interp.png
 """
 
 
@@ -42,7 +50,25 @@ def _cmd_sample(args: list[str]) -> None:
     sample_command(args)
 
 
-COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "config": _cmd_config}
+def _cmd_invert(args: list[str]) -> None:
+    from genlab.invert import invert_command
+
+    invert_command(args)
+
+
+def _cmd_interpolate(args: list[str]) -> None:
+    from genlab.invert import interpolate_command
+
+    interpolate_command(args)
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "sample": _cmd_sample,
+    "config": _cmd_config,
+    "invert": _cmd_invert,
+    "interpolate": _cmd_interpolate,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

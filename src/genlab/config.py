@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
+from omegaconf import MISSING
+
 
 class DataName(str, Enum):
     digits = "digits"
@@ -213,7 +215,7 @@ CONFIG_GROUPS = ("data", "unet", "diffusion", "model", "sampler", "trainer", "lo
 class SampleArgs:
     """Arguments of `genlab sample`."""
 
-    ckpt: str = "???"
+    ckpt: str = MISSING
     sampler: SamplerName = SamplerName.ddim
     steps: int = 50
     eta: float = 0.0

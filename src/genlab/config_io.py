@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -194,3 +194,26 @@ def from_container(data: dict[str, Any]) -> DictConfig:
 def save_config(cfg: DictConfig, path: Path) -> None:
     """Write the resolved config as YAML."""
     path.write_text(OmegaConf.to_yaml(to_container(cfg)))
+
+
+ArgsT = TypeVar("ArgsT")
+
+
+def parse_command_args(schema_type: type[ArgsT], args: list[str], command: str, required: dict[str, str]) -> ArgsT:
+    """Typed `key=value` arguments of a command (sample, invert, ...) as an instance of a dataclass.
+
+    Unknown keys, wrong types and missing required keys fail with a GenlabError that lists the valid keys.
+    """
+    schema = OmegaConf.structured(schema_type)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in parse_overrides(args).items()]))
+    except ConfigKeyError as exc:
+        raise GenlabError(f"unknown argument {exc.full_key!r}. Valid arguments: {', '.join(schema.keys())}.") from None
+    except ValidationError as exc:
+        raise GenlabError(f"bad value for {exc.full_key!r}: {exc.msg}.") from None
+    except OmegaConfBaseException as exc:
+        raise GenlabError(f"cannot read the arguments: {exc.msg}.") from None
+    for key, meaning in required.items():
+        if OmegaConf.is_missing(merged, key):
+            raise GenlabError(f"{command} needs {key}=..., {meaning}.")
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]

