@@ -47,24 +47,33 @@ def is_conditional(cfg: DictConfig) -> bool:
     return bool(cfg.model.conditional) and cfg.model.p_uncond < 1.0
 
 
+def _network_kwargs(cfg: DictConfig) -> dict:
+    """U-Net settings shared by the U-Net and the classifier's encoder half, for the data's shape."""
+    u = cfg.unet
+    return dict(
+        in_channels=cfg.data.channels,
+        resolution=cfg.data.resolution,
+        base_channels=u.base_channels,
+        channel_mult=tuple(u.channel_mult),
+        num_res_blocks=u.num_res_blocks,
+        attention_resolutions=tuple(u.attention_resolutions),
+        dropout=u.dropout,
+        num_heads=u.num_heads,
+        time_injection=u.time_injection.value,
+    )
+
+
+def _shape_error(cfg: DictConfig, what: str, exc: ValueError) -> GenlabError:
+    # The networks' own checks, e.g. attention at a resolution the U-Net never reaches.
+    return GenlabError(f"invalid {what} config for {cfg.data.resolution}x{cfg.data.resolution} data: {exc}.")
+
+
 def build_unet(cfg: DictConfig) -> UNet:
     """The shared U-Net for the data's channels and resolution; class-conditional when model.conditional."""
-    u = cfg.unet
     try:
-        return UNet(
-            in_channels=cfg.data.channels,
-            resolution=cfg.data.resolution,
-            base_channels=u.base_channels,
-            channel_mult=tuple(u.channel_mult),
-            num_res_blocks=u.num_res_blocks,
-            attention_resolutions=tuple(u.attention_resolutions),
-            dropout=u.dropout,
-            num_heads=u.num_heads,
-            time_injection=u.time_injection.value,
-            num_classes=cfg.data.num_classes if is_conditional(cfg) else None,
-        )
-    except ValueError as exc:  # the network's own shape checks, e.g. attention at a missing resolution
-        raise GenlabError(f"invalid unet config for {cfg.data.resolution}x{cfg.data.resolution} data: {exc}.") from None
+        return UNet(**_network_kwargs(cfg), num_classes=cfg.data.num_classes if is_conditional(cfg) else None)
+    except ValueError as exc:
+        raise _shape_error(cfg, "unet", exc) from None
 
 
 def build_diffusion(cfg: DictConfig) -> GaussianDiffusion:
@@ -79,20 +88,9 @@ def build_classifier(cfg: DictConfig) -> "NoiseAwareClassifier":
     """The noise-aware classifier: the U-Net encoder (the `unet` block's settings) and a pooling head."""
     from genlab.nn.classifier import NoiseAwareClassifier
 
-    u = cfg.unet
     try:
         return NoiseAwareClassifier(
-            in_channels=cfg.data.channels,
-            resolution=cfg.data.resolution,
-            num_classes=cfg.data.num_classes,
-            base_channels=u.base_channels,
-            channel_mult=tuple(u.channel_mult),
-            num_res_blocks=u.num_res_blocks,
-            attention_resolutions=tuple(u.attention_resolutions),
-            dropout=u.dropout,
-            num_heads=u.num_heads,
-            time_injection=u.time_injection.value,
-            pool=cfg.model.classifier_pool.value,
+            **_network_kwargs(cfg), num_classes=cfg.data.num_classes, pool=cfg.model.classifier_pool.value
         )
     except ValueError as exc:
-        raise GenlabError(f"invalid classifier config for {cfg.data.resolution}x{cfg.data.resolution} data: {exc}.") from None
+        raise _shape_error(cfg, "classifier", exc) from None

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from genlab.build import build_classifier, build_diffusion
 from genlab.config_io import from_container
+from genlab.models.optim import adamw_with_warmup
 
 QUARTERS = 4
 
@@ -91,10 +92,4 @@ class ClassifierModule(L.LightningModule):
         self.log("val/acc_t0", correct_t0.mean(), on_epoch=True, batch_size=y.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt_cfg = self.cfg.model.optim
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), weight_decay=opt_cfg.weight_decay
-        )
-        warmup = max(1, opt_cfg.warmup_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_with_warmup(self.parameters(), self.cfg.model.optim)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
+from genlab.models.optim import adamw_with_warmup
 from genlab.sampling import Guidance, generate
 
 QUARTERS = 4
@@ -82,13 +83,7 @@ class DiffusionModule(L.LightningModule):
         self._log_terms("val", terms, t, on_step=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt_cfg = self.cfg.model.optim
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), weight_decay=opt_cfg.weight_decay
-        )
-        warmup = max(1, opt_cfg.warmup_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_with_warmup(self.parameters(), self.cfg.model.optim)
 
     @torch.no_grad()
     def sample(
