@@ -52,3 +52,31 @@ def test_bad_guidance_arguments_exit_2(
 def test_p_uncond_outside_unit_interval_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "experiment=cfg_digits", "model.p_uncond=1.5"]) == 2
     assert "model.p_uncond" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("clf_run")
+    assert main(["train", "experiment=classifier_digits", *TINY, f"run_dir={run_dir}"]) == 0
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_classifier_guided_sample_reports_accuracy(
+    cfg_ckpt: Path, classifier_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "guided.png"
+    args = ["sample", f"ckpt={cfg_ckpt}", f"classifier={classifier_ckpt}", "classifier_scale=2.0", "sampler=ddpm",
+            "classes=3,5", "per_class=2", f"out={out}"]
+    assert main(args) == 0
+    assert load_png(out).shape == (1, 2 + 2 * 18, 2 + 2 * 18)
+    assert "class accuracy" in capsys.readouterr().out
+
+
+def test_checkpoint_of_the_wrong_kind_exits_2(
+    cfg_ckpt: Path, classifier_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a diffusion checkpoint where a classifier is needed, and the reverse
+    assert main(["sample", f"ckpt={cfg_ckpt}", f"classifier={cfg_ckpt}", "classes=1", f"out={tmp_path / 'a.png'}"]) == 2
+    assert "'classifier' checkpoint" in capsys.readouterr().err
+    assert main(["sample", f"ckpt={classifier_ckpt}", f"out={tmp_path / 'b.png'}"]) == 2
+    assert "'ddpm' checkpoint" in capsys.readouterr().err
