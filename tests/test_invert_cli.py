@@ -63,6 +63,7 @@ def test_invert_writes_the_comparison_png_and_json(ckpt: Path, tmp_path: Path, c
     assert load_png(out).shape == (1, 2 + TILE, 2 + 3 * TILE)  # target | x_T | reconstruction
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["ckpt"] == str(ckpt) and record["image"] == "index:3" and record["steps"] == 10
+    assert record["clip"] is False  # invert decodes without clipping by default: the exact mirror of the encoder
     assert "paper_mse_cifar10" in record and record["paper_mse_cifar10"] == pytest.approx(0.014)
     assert record["mse"] == pytest.approx(round_trip_mse(ckpt, 10, [3]), rel=1e-4, abs=1e-12)
     assert "(DDIM paper, CIFAR-10, S=10: 0.014)" in capsys.readouterr().out
@@ -90,11 +91,11 @@ def test_interpolate_writes_a_row_from_seed_to_image(ckpt: Path, tmp_path: Path)
     row = load_png(out)
     assert row.shape == (1, 2 + TILE, 2 + 4 * TILE)
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["n"] == 4 and record["alphas"] == pytest.approx([0, 1 / 3, 2 / 3, 1])
-    # The first tile decodes x_T = torch.randn(image_shape) drawn with seed 0, as documented.
+    assert record["n"] == 4 and record["clip"] is True and record["alphas"] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    # The first tile decodes x_T = torch.randn(image_shape) drawn with seed 0, as documented (clip=true by default).
     module = load_diffusion(ckpt)
     x_T = torch.randn(module.image_shape, generator=torch.Generator().manual_seed(0)).unsqueeze(0)
-    first = ddim_sample(module.diffusion, module.model_fn, x_T.shape, steps=5, x_T=x_T, clip_denoised=False)
+    first = ddim_sample(module.diffusion, module.model_fn, x_T.shape, steps=5, x_T=x_T, clip_denoised=True)
     assert (row[:, 2:18, 2:18].int() - to_uint8(first[0]).int()).abs().max() <= 1
     assert not torch.equal(row[:, 2:18, 2:18], row[:, 2:18, 2 + 3 * TILE : 18 + 3 * TILE])  # the ends differ
 

@@ -15,9 +15,9 @@ commands:
   train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
   sample  ckpt=PATH [sampler=ddim steps=50 eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]
   config  [experiment=NAME] [key=value ...]                  print the resolved config
-  invert  ckpt=PATH image=IMAGE steps=S [out=recon.png ema=true device=auto spacing=uniform label=K]
+  invert  ckpt=PATH image=IMAGE steps=S [out=recon.png ema=true clip=false device=auto spacing=uniform label=K]
           DDIM-encode an image to x_T and decode it again: PNG target | x_T | reconstruction, MSE in a .json
-  interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true device=auto label=K]
+  interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true clip=true device=auto label=K]
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
