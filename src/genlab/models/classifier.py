@@ -13,8 +13,7 @@ from torch import Tensor
 from genlab.build import build_classifier, build_diffusion
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup
-
-QUARTERS = 4
+from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means
 
 
 class ClassifierModule(L.LightningModule):
@@ -54,8 +53,7 @@ class ClassifierModule(L.LightningModule):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample cross-entropy [B], correctness [B] (float) and t [B] on x_t = q_sample(x0, t, eps)."""
         x0, y = batch
-        t = torch.randint(0, self.diffusion.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator)
         logits = self.classifier(self.diffusion.q_sample(x0, t, noise), t).float()  # [B, num_classes]
         loss = F.cross_entropy(logits, y, reduction="none")
         correct = (logits.argmax(dim=1) == y).float()
@@ -67,11 +65,8 @@ class ClassifierModule(L.LightningModule):
         self.log(f"{stage}/loss", mean_loss, prog_bar=True, **kw)
         self.log(f"{stage}/acc", correct.mean(), prog_bar=True, **kw)
         # Accuracy per quarter of [0, T): guidance needs a classifier that is useful at high noise too.
-        quarter = (t * QUARTERS) // self.diffusion.num_timesteps
-        for q in range(QUARTERS):
-            mask = quarter == q
-            if mask.any():
-                self.log(f"{stage}/acc_q{q + 1}", correct[mask].mean(), **kw)
+        for q, value in quarter_means(correct, t, self.diffusion.num_timesteps).items():
+            self.log(f"{stage}/acc_q{q}", value, **kw)
         return mean_loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

@@ -11,9 +11,8 @@ from torch import Tensor
 from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup
+from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means
 from genlab.sampling import Guidance, generate
-
-QUARTERS = 4
 
 
 class DiffusionModule(L.LightningModule):
@@ -41,8 +40,7 @@ class DiffusionModule(L.LightningModule):
 
     def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> tuple[dict[str, Tensor], Tensor]:
         x0, y = batch
-        t = torch.randint(0, self.diffusion.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator)
         model_kwargs = {"y": self.drop_labels(y, generator)} if self.conditional else {}
         terms = self.diffusion.training_losses(
             self.model_fn, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
@@ -63,11 +61,8 @@ class DiffusionModule(L.LightningModule):
             if name != "loss":
                 self.log(f"{stage}/{name}", value.mean(), **kw)
         # Loss per quarter of [0, T): where in the chain the model is still poor.
-        quarter = (t * QUARTERS) // self.diffusion.num_timesteps
-        for q in range(QUARTERS):
-            mask = quarter == q
-            if mask.any():
-                self.log(f"{stage}/loss_q{q + 1}", terms["loss"][mask].mean(), **kw)
+        for q, value in quarter_means(terms["loss"], t, self.diffusion.num_timesteps).items():
+            self.log(f"{stage}/loss_q{q}", value, **kw)
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
