@@ -80,3 +80,25 @@ def test_checkpoint_of_the_wrong_kind_exits_2(
     assert "'classifier' checkpoint" in capsys.readouterr().err
     assert main(["sample", f"ckpt={classifier_ckpt}", f"out={tmp_path / 'b.png'}"]) == 2
     assert "'ddpm' checkpoint" in capsys.readouterr().err
+
+
+def test_training_logs_class_accuracy_of_guided_samples(classifier_ckpt: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train", "experiment=cfg_digits", *TINY, f"callbacks.class_accuracy.classifier={classifier_ckpt}",
+            "callbacks.class_accuracy.per_class=2", f"run_dir={run_dir}"]
+    assert main(args) == 0
+    metrics = (run_dir / "logs" / "metrics.csv").read_text().splitlines()
+    column = metrics[0].split(",").index("val/class_acc")
+    values = [float(row.split(",")[column]) for row in metrics[1:] if row.split(",")[column]]
+    assert len(values) == 2  # validations at steps 3 and 6
+    assert all(0.0 <= v <= 1.0 and abs(v * 20 - round(v * 20)) < 1e-4 for v in values)  # k correct of 20
+
+
+def test_class_accuracy_of_an_unconditional_model_is_rejected(
+    classifier_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "experiment=ddpm_digits", *TINY, f"callbacks.class_accuracy.classifier={classifier_ckpt}",
+            f"run_dir={tmp_path / 'run'}"]
+    assert main(args) == 2
+    assert "unconditional" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

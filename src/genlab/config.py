@@ -185,8 +185,16 @@ class CheckpointConfig:
 
 
 @dataclass
+class ClassAccuracyConfig:
+    classifier: Optional[str] = None  # classifier checkpoint (experiment=classifier_*); None: not measured
+    per_class: int = 10  # guided samples of each class at each validation
+    seed: int = 0
+
+
+@dataclass
 class CallbacksConfig:
     sample_grid: SampleGridConfig = field(default_factory=SampleGridConfig)
+    class_accuracy: ClassAccuracyConfig = field(default_factory=ClassAccuracyConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     loss_curve: bool = True
 

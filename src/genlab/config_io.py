@@ -171,6 +171,8 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
     grid = cfg.callbacks.sample_grid
     _check(grid.num_images > 0, "callbacks.sample_grid.num_images", grid.num_images, "a positive integer")
+    per_class = cfg.callbacks.class_accuracy.per_class
+    _check(per_class > 0, "callbacks.class_accuracy.per_class", per_class, "a positive integer")
     ckpt = cfg.callbacks.checkpoint
     _check(ckpt.every_n_steps > 0, "callbacks.checkpoint.every_n_steps", ckpt.every_n_steps, "a positive integer")
 

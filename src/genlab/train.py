@@ -5,18 +5,23 @@ from __future__ import annotations
 import datetime
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from omegaconf import DictConfig
 
-from genlab.build import build_datamodule, resolve_data_keys
-from genlab.callbacks import FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
+from genlab.build import build_datamodule, is_conditional, resolve_data_keys
+from genlab.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
+from genlab.callbacks.class_accuracy import load_scorer
 from genlab.callbacks.images import image_grid, save_png
 from genlab.config_io import save_config, to_container
 from genlab.errors import GenlabError
 from genlab.loggers import build_loggers
 from genlab.models import DiffusionModule
+
+if TYPE_CHECKING:
+    from genlab.models.classifier import ClassifierModule
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -37,12 +42,14 @@ def make_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
-def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
-    """Sample grid and loss curve first, then EMA (so grids see the EMA weights), then checkpoints."""
+def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> list[L.Callback]:
+    """Sample grid, class accuracy and loss curve first, then EMA (so they see the EMA weights), then checkpoints."""
     cb = cfg.callbacks
     callbacks: list[L.Callback] = []
     if cb.sample_grid.enabled and cfg.model.kind.value == "ddpm":
         callbacks.append(SampleGrid(run_dir / "samples", num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
+    if scorer is not None:
+        callbacks.append(ClassAccuracy(scorer, per_class=cb.class_accuracy.per_class, seed=cb.class_accuracy.seed))
     if cb.loss_curve:
         callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=cfg.trainer.log_every_n_steps))
     ema = cfg.model.ema
@@ -74,7 +81,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+def build_trainer(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> L.Trainer:
     """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
     t = cfg.trainer
     return L.Trainer(
@@ -92,7 +99,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar,
         logger=build_loggers(cfg, run_dir),
-        callbacks=build_callbacks(cfg, run_dir),
+        callbacks=build_callbacks(cfg, run_dir, scorer),
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
     )
@@ -119,9 +126,12 @@ def train(cfg: DictConfig) -> Path:
             "Use a folder with one subfolder per class, or set model.conditional=false."
         )
     model = build_module(cfg)  # before the run folder: a bad network config leaves nothing behind
+    scorer = None
+    if cfg.callbacks.class_accuracy.classifier:
+        scorer = load_scorer(cfg.callbacks.class_accuracy.classifier, cfg.data.num_classes, is_conditional(cfg))
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, scorer)
     print(f"genlab: run folder {run_dir}")
     started = time.time()
     trainer.fit(model, datamodule=datamodule)
@@ -129,7 +139,7 @@ def train(cfg: DictConfig) -> Path:
         return run_dir
     summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
     metrics = trainer.callback_metrics
-    shown = [k for k in ("train/loss", "val/loss", "val/acc_t0") if k in metrics]
+    shown = [k for k in ("train/loss", "val/loss", "val/acc_t0", "val/class_acc") if k in metrics]
     if shown:
         summary += " (" + ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown) + ")"
     if isinstance(model, DiffusionModule):
