@@ -13,7 +13,10 @@ from genlab.errors import GenlabError
 from genlab.nn import UNet
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from genlab.nn.classifier import NoiseAwareClassifier
+    from genlab.nn.gan import DCGANGenerator
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -94,3 +97,47 @@ def build_classifier(cfg: DictConfig) -> "NoiseAwareClassifier":
         )
     except ValueError as exc:
         raise _shape_error(cfg, "classifier", exc) from None
+
+
+def _gan_classes(cfg: DictConfig) -> int | None:
+    return cfg.data.num_classes if cfg.model.conditional else None
+
+
+def build_generator(cfg: DictConfig) -> "DCGANGenerator":
+    """The GAN generator of the `gan` block, class-conditional when model.conditional."""
+    from genlab.nn.gan import DCGANGenerator
+
+    g = cfg.gan
+    try:
+        return DCGANGenerator(
+            latent_dim=g.latent_dim,
+            out_channels=cfg.data.channels,
+            resolution=cfg.data.resolution,
+            base_channels=g.g_channels,
+            channel_mult=tuple(g.channel_mult),
+            num_classes=_gan_classes(cfg),
+        )
+    except ValueError as exc:
+        raise _shape_error(cfg, "gan generator", exc) from None
+
+
+def build_discriminator(cfg: DictConfig) -> "nn.Module":
+    """The GAN discriminator (DCGAN or U-Net) of the `gan` block, with spectral norm when gan.spectral_norm."""
+    from genlab.nn.gan import DCGANDiscriminator, UNetDiscriminator, spectral_norm
+
+    g = cfg.gan
+    kwargs = dict(
+        in_channels=cfg.data.channels,
+        resolution=cfg.data.resolution,
+        base_channels=g.d_channels,
+        channel_mult=tuple(g.channel_mult),
+        num_classes=_gan_classes(cfg),
+    )
+    try:
+        if g.discriminator.value == "unet":
+            net: nn.Module = UNetDiscriminator(**kwargs, num_res_blocks=g.d_num_res_blocks)
+        else:
+            net = DCGANDiscriminator(**kwargs)
+    except ValueError as exc:
+        raise _shape_error(cfg, "gan discriminator", exc) from None
+    return spectral_norm(net) if g.spectral_norm else net

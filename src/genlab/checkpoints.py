@@ -12,6 +12,7 @@ from genlab.models.diffusion import DiffusionModule
 
 if TYPE_CHECKING:
     from genlab.models.classifier import ClassifierModule
+    from genlab.models.gan import GANModule
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -49,20 +50,35 @@ def _load_state(module: torch.nn.Module, state: dict[str, Any], path: str | Path
         raise GenlabError(f"checkpoint {path} does not match its own config: {str(exc).splitlines()[0]}") from None
 
 
-def load_diffusion(path: str | Path, ema: bool = True) -> DiffusionModule:
-    """The DiffusionModule of a checkpoint in eval mode, with EMA weights (default) or the raw ones.
+def _weights(ckpt: dict[str, Any], path: str | Path, ema: bool) -> dict[str, Any]:
+    """The EMA (default) or raw state_dict of a checkpoint.
 
     Lightning's EMAWeightAveraging stores the averaged weights under `state_dict` and the raw
     ones under `current_model_state`; a run without EMA has only `state_dict` (raw).
     """
-    ckpt = read_checkpoint(path)
-    _require_kind(ckpt, path, "ddpm", "ckpt")
     has_ema = "current_model_state" in ckpt
     if ema and not has_ema:
         print(f"genlab: {path} has no EMA weights (trained with model.ema.enabled=false); using the raw weights.")
-    state = ckpt["state_dict"] if (ema or not has_ema) else ckpt["current_model_state"]
+    return ckpt["state_dict"] if (ema or not has_ema) else ckpt["current_model_state"]
+
+
+def load_diffusion(path: str | Path, ema: bool = True) -> DiffusionModule:
+    """The DiffusionModule of a checkpoint in eval mode, with EMA weights (default) or the raw ones."""
+    ckpt = read_checkpoint(path)
+    _require_kind(ckpt, path, "ddpm", "ckpt")
     module = DiffusionModule(ckpt["hyper_parameters"]["config"])
-    _load_state(module, state, path)
+    _load_state(module, _weights(ckpt, path, ema), path)
+    return module.eval()
+
+
+def load_gan(path: str | Path, ema: bool = True) -> "GANModule":
+    """The GANModule of a checkpoint in eval mode, with the EMA generator (default) or the raw one."""
+    from genlab.models.gan import GANModule
+
+    ckpt = read_checkpoint(path)
+    _require_kind(ckpt, path, "gan", "ckpt")
+    module = GANModule(ckpt["hyper_parameters"]["config"])
+    _load_state(module, _weights(ckpt, path, ema), path)
     return module.eval()
 
 

@@ -13,10 +13,12 @@ USAGE = """usage: genlab COMMAND [key=value ...]
 
 commands:
   train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
-  sample  ckpt=PATH [sampler=ddim steps=50 eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]
+  sample  ckpt=PATH [sampler=ddim steps=50 eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]   (GAN: n seed out ema)
   config  [experiment=NAME] [key=value ...]                  print the resolved config
   invert  ckpt=PATH image=IMAGE steps=S [out=recon.png ema=true clip=false device=auto spacing=uniform label=K]
           DDIM-encode an image to x_T and decode it again: PNG target | x_T | reconstruction, MSE in a .json
+          GAN checkpoints: optimise z for `steps` Adam steps [restarts=4 lr=0.05 feature_weight=0 seed=0]:
+          PNG target | start | reconstruction, the error per step in the .json and in <out>_error.png
   interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true clip=true device=auto label=K]
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
@@ -25,6 +27,7 @@ commands:
 Experiments live in experiments/, building blocks in configs/<group>/. Examples:
   genlab train experiment=ddpm_digits trainer.max_steps=500
   genlab train experiment=ddpm_mnist data.root=../shared/data
+  genlab train experiment=gan_digits
   genlab sample ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt sampler=ddim steps=50 n=64 out=grid.png
   genlab invert ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt image=index:12 steps=50 out=recon.png
   genlab interpolate ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt a=seed:0 b=index:12 n=8 out=interp.png

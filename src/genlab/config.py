@@ -59,6 +59,22 @@ class Spacing(str, Enum):
 class ModelKind(str, Enum):
     ddpm = "ddpm"  # also the CFG model: model.conditional=true
     classifier = "classifier"  # noise-aware classifier for classifier guidance
+    gan = "gan"  # generator and discriminator from the `gan` block
+
+
+class GeneratorArch(str, Enum):
+    dcgan = "dcgan"
+
+
+class DiscriminatorArch(str, Enum):
+    dcgan = "dcgan"
+    unet = "unet"  # the shared U-Net: global and per-pixel real/fake logits (Schönfeld et al. 2020)
+
+
+class AdversarialLossName(str, Enum):
+    non_saturating = "non_saturating"
+    hinge = "hinge"
+    wasserstein = "wasserstein"  # needs gan.lambda_gp > 0 (WGAN-GP) or gan.spectral_norm
 
 
 class Pool(str, Enum):
@@ -132,6 +148,33 @@ class ModelConfig:
     classifier_pool: Pool = Pool.attention  # classifier head: attention pooling or global average pooling
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+
+
+@dataclass
+class AdamConfig:
+    lr: float = 2e-4
+    betas: List[float] = field(default_factory=lambda: [0.0, 0.9])
+
+
+@dataclass
+class GANConfig:
+    latent_dim: int = 128
+    generator: GeneratorArch = GeneratorArch.dcgan
+    discriminator: DiscriminatorArch = DiscriminatorArch.dcgan
+    g_channels: int = 64  # generator width at full resolution; times channel_mult per level
+    d_channels: int = 64
+    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4])  # full resolution first, as in `unet`
+    d_num_res_blocks: int = 1  # U-Net discriminator only
+    spectral_norm: bool = True  # on every discriminator weight
+    loss: AdversarialLossName = AdversarialLossName.hinge
+    lambda_gp: float = 0.0  # WGAN-GP weight (10 in Gulrajani et al.)
+    lambda_r1: float = 0.0  # R1 weight gamma: adds gamma / 2 * ||grad D(x)||^2 on reals
+    r1_every: int = 16  # lazy R1 (StyleGAN2): every k discriminator steps, weighted by k
+    lambda_pixel: float = 1.0  # U-Net discriminator: weight of the per-pixel adversarial terms
+    d_steps: int = 1  # discriminator steps (batches) per generator step
+    g_optim: AdamConfig = field(default_factory=AdamConfig)
+    d_optim: AdamConfig = field(default_factory=AdamConfig)  # TTUR: give D its own (often larger) lr
+    collapse_threshold: float = 0.1  # warn when the fakes' batch diversity falls below this share of the reals'
 
 
 @dataclass
@@ -209,6 +252,7 @@ class Config:
     unet: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -216,7 +260,7 @@ class Config:
 
 
 # Groups whose block can be chosen by name: `data=mnist` loads configs/data/mnist.yaml.
-CONFIG_GROUPS = ("data", "unet", "diffusion", "model", "sampler", "trainer", "logger", "callbacks")
+CONFIG_GROUPS = ("data", "unet", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks")
 
 
 @dataclass

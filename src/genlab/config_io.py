@@ -171,10 +171,37 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
     grid = cfg.callbacks.sample_grid
     _check(grid.num_images > 0, "callbacks.sample_grid.num_images", grid.num_images, "a positive integer")
+    validate_gan(cfg)
     per_class = cfg.callbacks.class_accuracy.per_class
     _check(per_class > 0, "callbacks.class_accuracy.per_class", per_class, "a positive integer")
     ckpt = cfg.callbacks.checkpoint
     _check(ckpt.every_n_steps > 0, "callbacks.checkpoint.every_n_steps", ckpt.every_n_steps, "a positive integer")
+
+
+def validate_gan(cfg: DictConfig) -> None:
+    """Ranges of the `gan` block, and the combinations that cannot train."""
+    g = cfg.gan
+    for key in ("latent_dim", "g_channels", "d_channels", "d_num_res_blocks", "r1_every", "d_steps"):
+        _check(g[key] > 0, f"gan.{key}", g[key], "a positive integer")
+    for key in ("lambda_gp", "lambda_r1", "lambda_pixel", "collapse_threshold"):
+        _check(g[key] >= 0, f"gan.{key}", g[key], ">= 0")
+    for name in ("g_optim", "d_optim"):
+        optim = g[name]
+        _check(optim.lr > 0, f"gan.{name}.lr", optim.lr, "> 0")
+        ok = len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas)
+        _check(ok, f"gan.{name}.betas", list(optim.betas), "two numbers in [0, 1)")
+    if cfg.model.kind.value != "gan":
+        return
+    if g.loss.value == "wasserstein" and g.lambda_gp == 0 and not g.spectral_norm:
+        raise GenlabError(
+            "gan.loss=wasserstein needs a Lipschitz critic: set gan.lambda_gp=10 (WGAN-GP) or gan.spectral_norm=true."
+        )
+    ckpt = cfg.callbacks.checkpoint
+    if ckpt.save_top_k != 0 and ckpt.monitor == "val/loss":
+        raise GenlabError(
+            "a GAN logs no val/loss to rank checkpoints by: set callbacks.checkpoint.save_top_k=0 "
+            "(last.ckpt is still saved) or callbacks.checkpoint.monitor to a logged metric."
+        )
 
 
 def validate_sampler(steps: int, eta: float, timesteps: int, prefix: str = "") -> None:

@@ -5,8 +5,8 @@ DDIM eta = 0 over the same timesteps. `clip` clamps the predicted x0 while decod
 clipping is not part of the ODE, so it stops the decoder from undoing the encoder (see genlab.diffusion.inversion).
 interpolate defaults to clipping: a small model decodes a random N(0, I) latent into values far outside [-1, 1]
 without it (measured up to +-29 on a 600-step digits model), while inverted image latents still reconstruct well
-(MSE 7e-4 at S=50 on that model). `invert` dispatches on the checkpoint's model kind, so other model families
-(e.g. GAN inversion by optimisation) can register an inverter.
+(MSE 7e-4 at S=50 on that model). `invert` dispatches on the checkpoint's model kind: GANs are inverted by
+optimising z (genlab.adversarial.invert_generator), and the JSON then holds the error of every step.
 
 Image sources (IMAGE): `index:N` is item N of the checkpoint's training set (rebuilt from its config, no flips),
 `seed:N` is x_T ~ N(0, I) drawn with torch.Generator().manual_seed(N) (interpolate only), and anything else is a
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from genlab.errors import GenlabError
 from genlab.models.diffusion import DiffusionModule
 from genlab.sample import check_writable, pick_device
 
+if TYPE_CHECKING:
+    from genlab.models.gan import GANModule
+
 # DDIM Table 2: reconstruction MSE per dimension on [0, 1] pixels, CIFAR-10 test set, by number of steps S.
 DDIM_PAPER_MSE: dict[int, float] = {10: 0.014, 50: 0.0023, 1000: 0.0001}
 
@@ -46,13 +49,17 @@ class InvertArgs:
 
     ckpt: str = MISSING
     image: str = MISSING  # index:N (or a bare N) into the training set, or a PNG/JPG path
-    steps: int = MISSING  # DDIM steps S, used both to encode and to decode
-    out: str = "recon.png"  # target | latent | reconstruction; the metrics go to the same name with .json
+    steps: int = MISSING  # diffusion: DDIM steps S, to encode and to decode; GAN: optimisation steps
+    out: str = "recon.png"  # target | latent (GAN: start) | reconstruction; metrics in the same name with .json
     ema: bool = True
     device: str = "auto"
     spacing: Spacing = Spacing.uniform
     label: Optional[int] = None  # conditional models: the class to condition on; default the item's own label
     clip: bool = False  # clamp the predicted x0 to [-1, 1] while decoding (the inversion never clips)
+    restarts: int = 4  # GAN: random restarts, optimised together; the lowest final error wins
+    lr: float = 0.05  # GAN: Adam learning rate on z
+    feature_weight: float = 0.0  # GAN: weight of the discriminator-feature distance added to the pixel MSE
+    seed: int = 0  # GAN: seed of the restarts' initial latents
 
 
 @dataclass
@@ -150,7 +157,7 @@ def load_source_image(source: Source, cfg: DictConfig) -> tuple[Tensor, int | No
     return load_image_file(str(source.value), channels, resolution), None
 
 
-def model_kwargs_for(module: DiffusionModule, label: int | None, batch: int) -> dict:
+def model_kwargs_for(module: "DiffusionModule | GANModule", label: int | None, batch: int) -> dict:
     """{"y": labels} for a conditional model given a label; {} otherwise (a conditional U-Net uses its null class)."""
     if label is None:
         return {}
@@ -181,6 +188,8 @@ class Inversion:
     target: Tensor
     latent_view: Tensor
     recon: Tensor
+    mse_per_step: Optional[list[float]] = None  # optimisation-based inverters: the error (on [0, 1] pixels) per step
+    extra: Optional[dict] = None  # inverter-specific numbers for the JSON record
 
 
 def invert_ddpm(a: InvertArgs, source: Source) -> Inversion:
@@ -198,8 +207,43 @@ def invert_ddpm(a: InvertArgs, source: Source) -> Inversion:
     return Inversion(target=x0.cpu(), latent_view=standardise(x_T).cpu(), recon=recon.clamp(-1, 1).cpu())
 
 
+def invert_gan(a: InvertArgs, source: Source) -> Inversion:
+    """Optimise z (Adam, `restarts` random starts) so that G(z) matches the target; see genlab.adversarial."""
+    from genlab.adversarial import invert_generator
+    from genlab.checkpoints import load_gan
+
+    if a.restarts < 1 or a.lr <= 0 or a.feature_weight < 0:
+        raise GenlabError(f"restarts={a.restarts}, lr={a.lr}, feature_weight={a.feature_weight}: need >= 1, > 0, >= 0.")
+    module = load_gan(a.ckpt, ema=a.ema)
+    module.to(pick_device(a.device))
+    module.requires_grad_(False)  # only z is optimised
+    image, item_label = load_source_image(source, module.cfg)
+    target = image.unsqueeze(0).to(module.device)  # C,H,W -> 1,C,H,W
+    label = a.label if a.label is not None else (item_label if module.conditional else None)
+    y = model_kwargs_for(module, label, a.restarts).get("y")
+    if module.conditional and y is None:
+        raise GenlabError("this GAN is class-conditional: give label=K for an image file.")
+    fit = invert_generator(
+        lambda z: module.generator(z, y[: z.shape[0]] if y is not None else None),
+        target,
+        module.latent_dim,
+        steps=a.steps,
+        restarts=a.restarts,
+        lr=a.lr,
+        seed=a.seed,
+        feature_fn=lambda x: module.discriminator(x, y[: x.shape[0]] if y is not None else None).features,
+        feature_weight=a.feature_weight,
+    )
+    # The optimiser's error is on [-1, 1] pixels; (2a - 2b)^2 = 4 (a - b)^2 puts it on [0, 1] like the final MSE.
+    per_step = [v / 4 for v in fit.mse_per_step]
+    extra = {"restarts": a.restarts, "lr": a.lr, "feature_weight": a.feature_weight, "seed": a.seed,
+             "mse_start": per_step[0], "restart_mse": [v / 4 for v in fit.restart_mse]}
+    return Inversion(target=target.cpu(), latent_view=fit.start.cpu(), recon=fit.recon.cpu(), mse_per_step=per_step,
+                     extra=extra)
+
+
 # Inverters by the checkpoint's model.kind; a new model family adds its own entry.
-INVERTERS: dict[str, Callable[[InvertArgs, Source], Inversion]] = {"ddpm": invert_ddpm}
+INVERTERS: dict[str, Callable[[InvertArgs, Source], Inversion]] = {"ddpm": invert_ddpm, "gan": invert_gan}
 
 
 def invert_command(args: list[str]) -> None:
@@ -228,10 +272,39 @@ def invert_command(args: list[str]) -> None:
     record.update(spacing=a.spacing.value, clip=a.clip, ema=a.ema)
     if paper is not None:
         record["paper_mse_cifar10"] = paper
+    if result.extra:
+        record.update(result.extra)
+    if result.mse_per_step is not None:
+        record["mse_per_step"] = result.mse_per_step
+        plot_error_curve(result.mse_per_step, error_curve_path(a.out))
+        print(f"genlab: reconstruction error {result.mse_per_step[0]:.4g} -> {mse:.4g} over {a.steps} steps; "
+              f"curve in {error_curve_path(a.out)}")
     Path(a.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     note = f" (DDIM paper, CIFAR-10, S={a.steps}: {paper})" if paper is not None else ""
     print(f"genlab: reconstruction MSE per dimension on [0, 1] pixels, S={a.steps}: {mse:.3g}{note}")
     print(f"genlab: wrote target | latent | reconstruction to {a.out}")
+
+
+def error_curve_path(out: str) -> Path:
+    """recon.png -> recon_error.png."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}_error.png")
+
+
+def plot_error_curve(errors: list[float], path: Path) -> None:
+    """The reconstruction error per optimisation step, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(range(len(errors)), errors)
+    ax.set(xlabel="step", ylabel="MSE on [0, 1] pixels", yscale="log", title="GAN inversion")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def latent_of(source: Source, module: DiffusionModule, a: InterpolateArgs, kwargs: dict) -> Tensor:

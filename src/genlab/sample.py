@@ -1,19 +1,20 @@
-"""`genlab sample`: images from a checkpoint, as one grid PNG or one PNG per sample."""
+"""`genlab sample`: images from a diffusion or GAN checkpoint, as one grid PNG or one PNG per sample."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from genlab.callbacks.images import image_grid, save_png
-from genlab.checkpoints import load_classifier, load_diffusion
+from genlab.checkpoints import checkpoint_kind, load_classifier, load_diffusion, read_checkpoint
 from genlab.config import SampleArgs
 from genlab.config_io import parse_command_args, validate_sampler
 from genlab.errors import GenlabError
-from genlab.sample_guidance import build_guidance, class_accuracy
+from genlab.sample_guidance import build_guidance, class_accuracy, parse_classes
 from genlab.sampling import to_uint8
 
 
@@ -51,10 +52,59 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def write_samples(images: torch.Tensor, out: str, nrow: int | None) -> None:
+    """One grid PNG, or one PNG per sample when `out` is a folder."""
+    if _is_folder_target(out):
+        folder = Path(out)
+        for i, image in enumerate(to_uint8(images)):
+            save_png(image, folder / f"{i:06d}.png")
+        print(f"genlab: wrote {len(images)} PNGs to {folder}")
+    else:
+        save_png(image_grid(images, nrow=nrow), Path(out))
+        print(f"genlab: wrote a grid of {len(images)} samples to {out}")
+
+
+def report_accuracy(scorer: Any, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    if labels is not None and scorer is not None:
+        accuracy = class_accuracy(scorer, images, labels)
+        print(f"genlab: class accuracy {accuracy:.3f} over {len(images)} samples (classifier at t=0)")
+
+
 def sample_command(args: list[str]) -> None:
-    """Run `genlab sample` with command-line arguments."""
+    """Run `genlab sample` with command-line arguments: dispatch on the checkpoint's model kind."""
     a = parse_sample_args(args)
     check_writable(a.out)
+    kind = checkpoint_kind(read_checkpoint(a.ckpt))
+    if kind == "gan":
+        sample_gan(a)
+    else:
+        sample_diffusion(a)
+
+
+def sample_gan(a: SampleArgs) -> None:
+    """G(z) for z drawn with `seed`; `classes=` for a class-conditional generator. No sampler, no guidance."""
+    from genlab.checkpoints import load_gan
+
+    if a.guidance is not None or a.guidance_scale is not None or a.classifier is not None or a.classifier_scale:
+        raise GenlabError("guidance, guidance_scale, classifier and classifier_scale apply to diffusion models, not GANs.")
+    module = load_gan(a.ckpt, ema=a.ema)
+    classes = parse_classes(a.classes, module.cfg.data.num_classes)
+    if classes is not None and not module.conditional:
+        raise GenlabError("classes= needs a class-conditional GAN (model.conditional=true); this one is unconditional.")
+    labels = torch.tensor(classes).repeat_interleave(a.per_class) if classes else None  # a row per class
+    scorer = load_classifier(a.eval_classifier) if a.eval_classifier else None
+    device = pick_device(a.device)
+    module.to(device)
+    if scorer is not None:
+        scorer.to(device)
+    n = len(labels) if labels is not None else a.n
+    images = module.sample(n, seed=a.seed, batch_size=a.batch_size, labels=labels)
+    write_samples(images, a.out, a.nrow or (a.per_class if labels is not None else None))
+    report_accuracy(scorer, images, labels)
+
+
+def sample_diffusion(a: SampleArgs) -> None:
+    """DDPM or DDIM sampling, with classifier-free or classifier guidance."""
     module = load_diffusion(a.ckpt, ema=a.ema)
     validate_sampler(a.steps, a.eta, module.diffusion.num_timesteps)
     guidance, classifier = build_guidance(a, module)
@@ -75,15 +125,5 @@ def sample_command(args: list[str]) -> None:
         guidance=guidance,
         progress=True,
     )
-    if _is_folder_target(a.out):
-        folder = Path(a.out)
-        for i, image in enumerate(to_uint8(images)):
-            save_png(image, folder / f"{i:06d}.png")
-        print(f"genlab: wrote {n} PNGs to {folder}")
-    else:
-        nrow = a.nrow or (a.per_class if guidance.labels is not None else None)
-        save_png(image_grid(images, nrow=nrow), Path(a.out))
-        print(f"genlab: wrote a grid of {n} samples to {a.out}")
-    if guidance.labels is not None and scorer is not None:
-        accuracy = class_accuracy(scorer, images, guidance.labels)
-        print(f"genlab: class accuracy {accuracy:.3f} over {n} samples (classifier at t=0)")
+    write_samples(images, a.out, a.nrow or (a.per_class if guidance.labels is not None else None))
+    report_accuracy(scorer, images, guidance.labels)

@@ -46,12 +46,13 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | 
     """Sample grid, class accuracy and loss curve first, then EMA (so they see the EMA weights), then checkpoints."""
     cb = cfg.callbacks
     callbacks: list[L.Callback] = []
-    if cb.sample_grid.enabled and cfg.model.kind.value == "ddpm":
+    if cb.sample_grid.enabled and cfg.model.kind.value in ("ddpm", "gan"):
         callbacks.append(SampleGrid(run_dir / "samples", num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
     if scorer is not None:
         callbacks.append(ClassAccuracy(scorer, per_class=cb.class_accuracy.per_class, seed=cb.class_accuracy.seed))
     if cb.loss_curve:
-        callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=cfg.trainer.log_every_n_steps))
+        every = cfg.trainer.log_every_n_steps
+        callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=every, kind=cfg.model.kind.value))
     ema = cfg.model.ema
     if ema.enabled:
         callbacks.append(
@@ -84,6 +85,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | 
 def build_trainer(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> L.Trainer:
     """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
     t = cfg.trainer
+    gan = cfg.model.kind.value == "gan"
+    # A GAN step is a generator step, taken every gan.d_steps batches; Lightning's validation interval counts batches.
+    batches_per_step = cfg.gan.d_steps if gan else 1
     return L.Trainer(
         max_steps=t.max_steps,
         max_epochs=t.max_epochs,
@@ -92,8 +96,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | No
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=t.precision,
-        gradient_clip_val=t.gradient_clip_val,
-        val_check_interval=min(t.val_every_n_steps, t.max_steps),  # a short run still validates once
+        # Manual optimisation (the GAN) clips inside the module: Lightning refuses gradient_clip_val there.
+        gradient_clip_val=None if gan else t.gradient_clip_val,
+        val_check_interval=min(t.val_every_n_steps, t.max_steps) * batches_per_step,  # a short run validates once
         check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
@@ -111,6 +116,10 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         from genlab.models.classifier import ClassifierModule
 
         return ClassifierModule(to_container(cfg))
+    if cfg.model.kind.value == "gan":
+        from genlab.models.gan import GANModule
+
+        return GANModule(to_container(cfg))
     return DiffusionModule(to_container(cfg))
 
 
@@ -139,10 +148,11 @@ def train(cfg: DictConfig) -> Path:
         return run_dir
     summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
     metrics = trainer.callback_metrics
-    shown = [k for k in ("train/loss", "val/loss", "val/acc_t0", "val/class_acc") if k in metrics]
+    keys = ("train/loss", "val/loss", "val/acc_t0", "val/class_acc", "train/d_loss", "train/g_loss", "val/diversity")
+    shown = [k for k in keys if k in metrics]
     if shown:
         summary += " (" + ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown) + ")"
-    if isinstance(model, DiffusionModule):
+    if hasattr(model, "sample_grid"):
         # After fit, EMAWeightAveraging has copied the averaged weights into the model.
         images, nrow = model.sample_grid(cfg.callbacks.sample_grid.num_images, seed=cfg.callbacks.sample_grid.seed)
         save_png(image_grid(images, nrow=nrow or None), run_dir / "samples" / "final.png")

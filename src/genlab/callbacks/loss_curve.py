@@ -1,8 +1,9 @@
-"""Render the training and validation loss curves to a PNG in the run folder."""
+"""Render the training curves of a run (losses, and for GANs the adversarial dynamics) to a PNG in the run folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -13,12 +14,58 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 
-class LossCurve(L.Callback):
-    """Keeps the logged `train/*` and `val/loss` values and redraws `loss_curve.png` at each validation."""
+@dataclass(frozen=True)
+class Panel:
+    """One plot: the logged keys it shows (a trailing * matches a prefix) and its y scale."""
 
-    def __init__(self, path: Path, every_n_steps: int = 50) -> None:
+    title: str
+    keys: tuple[str, ...]
+    yscale: str = "linear"
+
+    def matches(self, key: str) -> bool:
+        return any(key.startswith(k[:-1]) if k.endswith("*") else key == k for k in self.keys)
+
+
+# What each model kind plots. GAN panels show the phases of adversarial training: D(x) and D(G(z)) drifting apart
+# or oscillating, gradient norms exploding, diversity collapsing.
+PANELS: dict[str, tuple[Panel, ...]] = {
+    "ddpm": (
+        Panel("epsilon-MSE loss", ("train/loss", "val/loss"), "log"),
+        Panel("train loss per quarter of [0, T)", ("train/loss_q*",), "log"),
+    ),
+    "classifier": (
+        Panel("cross-entropy on x_t", ("train/loss", "val/loss"), "log"),
+        Panel("accuracy per quarter of [0, T)", ("val/acc_q*", "val/acc_t0")),
+    ),
+    "gan": (
+        Panel("losses", ("train/d_loss", "train/g_loss")),
+        Panel("mean logits D(x), D(G(z))", ("train/d_real", "train/d_fake")),
+        Panel("gradient norms", ("train/d_grad_norm", "train/g_grad_norm"), "log"),
+        Panel("penalties and diversity", ("train/d_gp", "train/d_r1", "train/diversity", "val/diversity")),
+    ),
+}
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average, so a curve logged every step stays readable."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+class LossCurve(L.Callback):
+    """Keeps the logged `train/*` and `val/*` scalars and redraws the kind's panels to a PNG at each validation."""
+
+    def __init__(self, path: Path, every_n_steps: int = 50, kind: str = "ddpm") -> None:
+        if kind not in PANELS:
+            raise ValueError(f"no loss-curve panels for model kind {kind!r}; known: {sorted(PANELS)}")
         self.path = Path(path)
         self.every_n_steps = every_n_steps
+        self.panels = PANELS[kind]
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def _record(self, trainer: L.Trainer, prefix: str) -> None:
@@ -40,22 +87,27 @@ class LossCurve(L.Callback):
         self.draw(trainer)
 
     def draw(self, trainer: L.Trainer) -> None:
-        """Write the PNG (rank 0 only): total loss on the left, loss per timestep quarter on the right."""
+        """Write the PNG (rank 0 only), one panel per entry of the kind's PANELS."""
         if not trainer.is_global_zero or not self.history:
             return
-        fig, (ax_total, ax_quarters) = plt.subplots(1, 2, figsize=(11, 4))
-        for key in ("train/loss", "val/loss"):
-            if key in self.history:
+        fig, axes = plt.subplots(1, len(self.panels), figsize=(5.5 * len(self.panels), 4))
+        for ax, panel in zip(axes, self.panels):
+            for key in sorted(k for k in self.history if panel.matches(k)):
                 steps, values = zip(*self.history[key])
-                ax_total.plot(steps, values, marker="o" if key.startswith("val") else None, ms=3, label=key)
-        for key in sorted(k for k in self.history if "loss_q" in k and k.startswith("train/")):
-            steps, values = zip(*self.history[key])
-            ax_quarters.plot(steps, values, label=key.replace("train/loss_", "t in quarter "))
-        for ax, title in ((ax_total, "epsilon-MSE loss"), (ax_quarters, "train loss per quarter of [0, T)")):
-            ax.set(xlabel="step", title=title, yscale="log")
+                label = key.replace("train/loss_", "t in quarter ")
+                if key.startswith("val/"):
+                    ax.plot(steps, values, marker="o", ms=3, label=label)
+                    continue
+                window = max(1, len(values) // 50)
+                if window > 1:  # noisy per-step values faint, their moving average on top
+                    (line,) = ax.plot(steps, values, alpha=0.25, lw=0.8)
+                    ax.plot(steps, smooth(list(values), window), color=line.get_color(), label=label)
+                else:
+                    ax.plot(steps, values, label=label)
+            ax.set(xlabel="step", title=panel.title, yscale=panel.yscale)
             ax.grid(alpha=0.3)
             if ax.lines:
-                ax.legend()
+                ax.legend(fontsize=8)
         fig.tight_layout()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.path, dpi=100)

@@ -263,7 +263,11 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Predict [B, out_channels, H, W] from x [B, in_channels, H, W], t [B] and labels y [B]."""
-        h, emb, skips = self.encoder(x, t, y)
+        return self.decode(self.encoder(x, t, y))
+
+    def decode(self, features: UNetFeatures) -> Tensor:
+        """The up path and output head on the encoder's features: [B, out_channels, H, W]."""
+        h, emb, skips = features.h, features.emb, list(features.skips)  # a copy: decoding pops the skips
         for level in self.up:
             h = level(h, emb, skips)
         return self.out_conv(F.silu(self.out_norm(h)))

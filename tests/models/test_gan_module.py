@@ -1,0 +1,116 @@
+"""GAN module: manual optimisation, which parameters each step changes, and what global_step counts."""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+
+from genlab.build import build_datamodule, resolve_data_keys
+from genlab.config_io import load_config, parse_overrides, to_container
+from genlab.models.gan import GANModule
+
+TINY_GAN = ["gan.latent_dim=8", "gan.g_channels=8", "gan.d_channels=8", "data.batch_size=16"]
+
+
+def tiny_gan(*overrides: str) -> tuple[GANModule, L.LightningDataModule]:
+    cfg = load_config(parse_overrides(["experiment=gan_digits", *TINY_GAN, *overrides]))
+    datamodule = build_datamodule(cfg)
+    resolve_data_keys(cfg, datamodule)
+    return GANModule(to_container(cfg)), datamodule
+
+
+def fit(module: GANModule, datamodule: L.LightningDataModule, **trainer_kwargs: object) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, **trainer_kwargs,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return trainer
+
+
+def params(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # Parameters only: spectral norm's power-iteration buffers move in every train-mode forward.
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+def changed(before: dict[str, torch.Tensor], net: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in net.named_parameters())
+
+
+def test_one_training_step_changes_both_networks() -> None:
+    module, dm = tiny_gan()
+    g0, d0 = params(module.generator), params(module.discriminator)
+    trainer = fit(module, dm, max_steps=1)
+    assert changed(g0, module.generator) and changed(d0, module.discriminator)
+    assert trainer.global_step == 1 and module.d_updates == 1
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
+def test_discriminator_step_leaves_the_generator_unchanged(loss: str) -> None:
+    # d_steps=2 and one batch: a discriminator step and no generator step.
+    module, dm = tiny_gan("gan.d_steps=2", f"gan.loss={loss}", "gan.lambda_r1=1.0", "gan.r1_every=1")
+    g0, d0 = params(module.generator), params(module.discriminator)
+    fit(module, dm, max_epochs=1, limit_train_batches=1)
+    assert module.d_updates == 1
+    assert not changed(g0, module.generator)
+    assert changed(d0, module.discriminator)
+
+
+def test_global_step_counts_generator_steps() -> None:
+    module, dm = tiny_gan("gan.d_steps=3")
+    trainer = fit(module, dm, max_steps=2)
+    assert trainer.global_step == 2  # Lightning alone would count the 6 discriminator steps as well
+    assert module.d_updates == 6
+
+
+def test_unet_discriminator_with_gradient_penalty_trains_and_logs_every_term() -> None:
+    module, dm = tiny_gan("gan.discriminator=unet", "gan.loss=wasserstein", "gan.lambda_gp=10", "gan.spectral_norm=false")
+    logged: dict[str, float] = {}
+    log = module.log
+    module.log = lambda key, value, **kw: (logged.__setitem__(key, float(value)), log(key, value, **kw))[1]
+    d0 = params(module.discriminator)
+    fit(module, dm, max_steps=1)
+    assert changed(d0, module.discriminator)
+    for key in ("train/d_adv", "train/d_adv_pixel", "train/d_gp", "train/d_real", "train/d_fake", "train/d_loss",
+                "train/g_adv", "train/g_adv_pixel", "train/g_loss", "train/d_grad_norm", "train/g_grad_norm",
+                "train/diversity"):
+        assert key in logged and torch.isfinite(torch.tensor(logged[key])), key
+    expected = logged["train/d_adv"] + logged["train/d_adv_pixel"] + 10 * logged["train/d_gp"]
+    assert logged["train/d_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_collapsed_generator_is_reported() -> None:
+    module, dm = tiny_gan("gan.collapse_threshold=0.5")
+    with torch.no_grad():  # every z gives the same image: the last layer ignores its input
+        module.generator.out[-1].weight.zero_()
+        module.generator.out[-1].weight.requires_grad_(False)
+    with pytest.warns(UserWarning, match="collapsed"):
+        fit(module, dm, max_steps=1)
+
+
+def test_nonfinite_loss_skips_the_update_and_warns() -> None:
+    module, dm = tiny_gan()
+    d0 = params(module.discriminator)
+    module.discriminator_terms = lambda real, fake, y: (torch.tensor(float("nan"), requires_grad=True), {})
+    with pytest.warns(UserWarning, match="non-finite discriminator loss"):
+        fit(module, dm, max_steps=1)
+    assert not changed(d0, module.discriminator)
+
+
+def test_samples_are_reproducible_and_batch_size_independent() -> None:
+    module, _ = tiny_gan()
+    a = module.sample(10, seed=3, batch_size=4)
+    b = module.sample(10, seed=3, batch_size=10)
+    assert a.shape == (10, 1, 16, 16) and torch.allclose(a, b, atol=1e-6)
+    assert not torch.equal(a, module.sample(10, seed=4))
+
+
+def test_conditional_gan_grid_has_a_row_per_class() -> None:
+    module, _ = tiny_gan("model.conditional=true")
+    images, per_row = module.sample_grid(25, seed=0)
+    assert per_row == 2 and images.shape == (20, 1, 16, 16)
+    clone = copy.deepcopy(module)
+    assert torch.equal(clone.sample(4, seed=0), module.sample(4, seed=0))
