@@ -20,10 +20,10 @@ SHORT = [*TINY, "trainer.max_steps=2", "trainer.val_every_n_steps=2", "trainer.l
     not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file(),
     reason=f"real MNIST not found at {SHARED_DATA / 'MNIST' / 'raw'} (present on CI, not on a fresh machine)",
 )
-@pytest.mark.parametrize("experiment", ["ddpm_mnist", "cfg_mnist", "classifier_mnist"])
+@pytest.mark.parametrize("experiment", ["ddpm_mnist", "cfg_mnist", "classifier_mnist", "gan_mnist"])
 def test_train_on_real_mnist(tmp_path: Path, experiment: str) -> None:
     args = ["train", f"experiment={experiment}", f"data.root={SHARED_DATA}", *SHORT, "unet.attention_resolutions=[16]",
-            "trainer.max_steps=3", f"run_dir={tmp_path}"]  # 3 steps: not a multiple of the checkpoint interval
+            "trainer.max_steps=3", "trainer.accelerator=cpu", f"run_dir={tmp_path}"]  # 3: not a checkpoint multiple
     assert main(args) == 0
     saved = OmegaConf.load(tmp_path / "config.yaml")
     assert saved.data.name == "mnist" and saved.data.resolution == 32 and saved.data.channels == 1

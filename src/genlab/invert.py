@@ -277,12 +277,14 @@ def invert_command(args: list[str]) -> None:
     if result.mse_per_step is not None:
         record["mse_per_step"] = result.mse_per_step
         plot_error_curve(result.mse_per_step, error_curve_path(a.out))
-        print(f"genlab: reconstruction error {result.mse_per_step[0]:.4g} -> {mse:.4g} over {a.steps} steps; "
-              f"curve in {error_curve_path(a.out)}")
+        print(f"genlab: reconstruction error {result.mse_per_step[0]:.4g} -> {mse:.4g}; per step in "
+              f"{error_curve_path(a.out)}")
     Path(a.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     note = f" (DDIM paper, CIFAR-10, S={a.steps}: {paper})" if paper is not None else ""
-    print(f"genlab: reconstruction MSE per dimension on [0, 1] pixels, S={a.steps}: {mse:.3g}{note}")
-    print(f"genlab: wrote target | latent | reconstruction to {a.out}")
+    steps = f"S={a.steps}" if kind == "ddpm" else f"{a.steps} steps"
+    print(f"genlab: reconstruction MSE per dimension on [0, 1] pixels, {steps}: {mse:.3g}{note}")
+    middle = "x_T" if kind == "ddpm" else "start"
+    print(f"genlab: wrote target | {middle} | reconstruction to {a.out}")
 
 
 def error_curve_path(out: str) -> Path:
