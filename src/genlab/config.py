@@ -82,6 +82,11 @@ class Pool(str, Enum):
     avg = "avg"
 
 
+class NonFinitePolicy(str, Enum):
+    stop = "stop"  # raise an error naming the step and the loss terms; the last checkpoint stays
+    skip = "skip"  # drop that update and count it (train/skipped_steps)
+
+
 class LoggerName(str, Enum):
     csv = "csv"
     wandb = "wandb"
@@ -201,6 +206,7 @@ class TrainerConfig:
     limit_val_batches: Any = 1.0  # float fraction or int number of batches
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
+    on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop  # a NaN or inf in the loss or gradients
 
 
 @dataclass
@@ -247,6 +253,7 @@ class Config:
     experiment: str = "ddpm_digits"
     seed: int = 0
     run_dir: Optional[str] = None  # None: runs_root/<experiment>/<time>
+    resume: Optional[str] = None  # "auto" (run_dir's or the experiment's newest last.ckpt) or a checkpoint path
     runs_root: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)

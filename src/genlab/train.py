@@ -9,11 +9,25 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from genlab.build import build_datamodule, is_conditional, resolve_data_keys
 from genlab.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.callbacks.class_accuracy import load_scorer
+from genlab.callbacks.interrupt import SaveOnSignal
+from genlab.callbacks.nonfinite import NonFiniteGuard
+from genlab.callbacks.resume_state import ResumeState
+from genlab.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
+from genlab.checkpoints import checkpoint_kind, read_checkpoint
+from genlab.resume import (
+    check_same_run,
+    find_resume_checkpoint,
+    read_metrics_before,
+    restore_csv_log,
+    run_folder_of,
+    saved_config,
+)
 from genlab.callbacks.images import image_grid, save_png
 from genlab.config_io import save_config, to_container
 from genlab.errors import GenlabError
@@ -61,6 +75,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | 
             )
         )
     ckpt_dir = run_dir / "checkpoints"
+    callbacks.append(ResumeState())
+    callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite.value))
+    callbacks.append(SaveOnSignal(ckpt_dir / "last.ckpt"))
     # `last.ckpt` every N steps; the best by val/loss at each validation.
     callbacks.append(
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=cb.checkpoint.every_n_steps)
@@ -107,6 +124,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | No
         callbacks=build_callbacks(cfg, run_dir, scorer),
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -121,6 +139,16 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
         return GANModule(to_container(cfg))
     return DiffusionModule(to_container(cfg))
+
+
+def check_resume_checkpoint(path: Path, cfg: DictConfig) -> int:
+    """The checkpoint must be readable, of this model kind and from a run with the same settings; its step."""
+    ckpt = read_checkpoint(path)
+    kind = checkpoint_kind(ckpt)
+    if kind != cfg.model.kind.value:
+        raise GenlabError(f"resume: {path} holds a {kind!r} model, but this config trains a {cfg.model.kind.value!r}.")
+    check_same_run(to_container(cfg), saved_config(run_folder_of(path)), path)
+    return int(ckpt.get("global_step", 0))
 
 
 def train(cfg: DictConfig) -> Path:
@@ -138,13 +166,35 @@ def train(cfg: DictConfig) -> Path:
     scorer = None
     if cfg.callbacks.class_accuracy.classifier:
         scorer = load_scorer(cfg.callbacks.class_accuracy.classifier, cfg.data.num_classes, is_conditional(cfg))
+    resume_from = find_resume_checkpoint(cfg)
+    kept_log: tuple[list[str], list[dict[str, str]]] = ([], [])
+    resume_step = 0
+    if resume_from is not None:
+        resume_step = check_resume_checkpoint(resume_from, cfg)
+        cfg.run_dir = str(run_folder_of(resume_from))
+        kept_log = read_metrics_before(Path(cfg.run_dir) / "logs" / "metrics.csv", resume_step)
     run_dir = make_run_dir(cfg)
+    remove_stale_temporaries(run_dir / "checkpoints")  # left by a process killed while saving
     save_config(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir, scorer)
-    print(f"genlab: run folder {run_dir}")
+    restore_csv_log(trainer.loggers[0], *kept_log)
+    if resume_from is None:
+        print(f"genlab: run folder {run_dir}")
+    else:
+        print(f"genlab: resuming {run_dir} from {resume_from} (step {resume_step})")
     started = time.time()
-    trainer.fit(model, datamodule=datamodule)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    except SIGTERMException:
+        print(f"genlab: stopped by SIGTERM at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} "
+              f"holds it. Continue with the same command and resume=auto run_dir={run_dir}.")
+        return run_dir
     if not trainer.is_global_zero:
+        return run_dir
+    interrupted = next((cb for cb in trainer.callbacks if isinstance(cb, SaveOnSignal) and cb.received), None)
+    if interrupted is not None:
+        print(f"genlab: stopped by {interrupted.received} at step {trainer.global_step}; resume with resume=auto "
+              f"run_dir={run_dir}.")
         return run_dir
     summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
     metrics = trainer.callback_metrics

@@ -10,6 +10,7 @@ import torch
 
 from genlab.build import build_datamodule, resolve_data_keys
 from genlab.config_io import load_config, parse_overrides, to_container
+from genlab.errors import GenlabError
 from genlab.models.gan import GANModule
 
 TINY_GAN = ["gan.latent_dim=8", "gan.g_channels=8", "gan.d_channels=8", "data.batch_size=16"]
@@ -92,7 +93,7 @@ def test_collapsed_generator_is_reported() -> None:
 
 
 def test_nonfinite_loss_skips_the_update_and_warns() -> None:
-    module, dm = tiny_gan()
+    module, dm = tiny_gan("trainer.on_nonfinite=skip")
     d0 = params(module.discriminator)
     module.discriminator_terms = lambda real, fake, y: (torch.tensor(float("nan"), requires_grad=True), {})
     with pytest.warns(UserWarning, match="non-finite discriminator loss"):
@@ -114,3 +115,10 @@ def test_conditional_gan_grid_has_a_row_per_class() -> None:
     assert per_row == 2 and images.shape == (20, 1, 16, 16)
     clone = copy.deepcopy(module)
     assert torch.equal(clone.sample(4, seed=0), module.sample(4, seed=0))
+
+
+def test_nonfinite_loss_stops_the_run_by_default() -> None:
+    module, dm = tiny_gan()
+    module.discriminator_terms = lambda real, fake, y: (torch.tensor(float("nan"), requires_grad=True), {})
+    with pytest.raises(GenlabError, match="non-finite discriminator loss .* at step 0"):
+        fit(module, dm, max_steps=1)

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from genlab.data.sampler import ResumableShuffle
 from genlab.errors import GenlabError
 
 FitMode = Literal["resize", "pad", "center_crop"]
@@ -151,6 +152,9 @@ class ImageDataModule(L.LightningDataModule):
         self.seed = seed
         self.train_dataset: Dataset[Item] | None = None
         self.val_dataset: Dataset[Item] | None = None
+        # Training batches used so far in the current epoch, saved in checkpoints to resume mid-epoch.
+        self._position = {"epoch": 0, "batches": 0}
+        self._resume_position: dict[str, int] | None = None
 
     @property
     def channels(self) -> int:
@@ -181,26 +185,51 @@ class ImageDataModule(L.LightningDataModule):
             self.train_dataset, self.val_dataset = self._build_datasets()
 
     def train_dataloader(self) -> DataLoader[Item]:
-        """Shuffled training batches; drops the last partial batch when there is a full one."""
+        """Batches in a (seed, epoch)-determined shuffle; drops the last partial batch when there is a full one."""
         dataset = self._require(self.train_dataset)
-        full_batch = len(dataset) >= self.batch_size  # type: ignore[arg-type]  # our datasets are sized
-        return self._loader(dataset, shuffle=True, drop_last=full_batch)
+        size = len(dataset)  # type: ignore[arg-type]  # our datasets are sized
+        sampler = ResumableShuffle(size, seed=self.seed)
+        if self._resume_position is not None:  # resuming mid-epoch: skip the batches already trained on
+            sampler.skip(self._resume_position["epoch"], self._resume_position["batches"] * self.batch_size)
+            self._position = dict(self._resume_position)
+            self._resume_position = None
+        return self._loader(dataset, sampler=sampler, drop_last=size >= self.batch_size)
 
     def val_dataloader(self) -> DataLoader[Item]:
         """Validation batches in a fixed order."""
-        return self._loader(self._require(self.val_dataset), shuffle=False, drop_last=False)
+        return self._loader(self._require(self.val_dataset), sampler=None, drop_last=False)
+
+    def on_after_batch_transfer(self, batch: Item, dataloader_idx: int) -> Item:
+        """Count the training batches of the epoch (after any prefetching, so the count is what was trained on)."""
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            epoch = trainer.current_epoch
+            if epoch != self._position["epoch"]:
+                self._position = {"epoch": epoch, "batches": 0}
+            self._position["batches"] += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where in the data order training is; Lightning stores it in every checkpoint."""
+        return dict(self._position)
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume_position = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
 
     def _require(self, dataset: Dataset[Item] | None) -> Dataset[Item]:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         return dataset
 
-    def _loader(self, dataset: Dataset[Item], *, shuffle: bool, drop_last: bool) -> DataLoader[Item]:
+    def _loader(self, dataset: Dataset[Item], *, sampler: ResumableShuffle | None, drop_last: bool) -> DataLoader[Item]:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
+            # Worker seeds come from this generator, not the global one: starting an epoch or a validation
+            # leaves the global RNG (timesteps, noise, dropout) untouched, so a resumed run draws the same numbers.
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

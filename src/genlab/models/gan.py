@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from genlab.adversarial import batch_diversity, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from genlab.build import build_discriminator, build_generator
 from genlab.config_io import from_container
+from genlab.errors import GenlabError
 from genlab.nn.gan import DiscriminatorOutput
 
 WARN_EVERY = 100  # generator steps between two warnings of the same kind
@@ -121,10 +122,16 @@ class GANModule(L.LightningModule):
         return loss, terms
 
     def _update(self, optimizer: LightningOptimizer, loss: Tensor, net: nn.Module, name: str) -> Tensor:
-        """Backward, gradient norm (before clipping), optional clipping, step. A non-finite loss skips the update."""
+        """Backward, gradient norm (before clipping), optional clipping, step. A non-finite loss stops the run or
+        skips the update (trainer.on_nonfinite)."""
         optimizer.zero_grad(set_to_none=True)
         loss_value = loss.detach()
         if not torch.isfinite(loss_value):
+            if self.cfg.trainer.on_nonfinite.value == "stop":
+                raise GenlabError(
+                    f"non-finite {name} loss ({loss_value.item()}) at step {self.global_step}. The run stopped; its "
+                    "last checkpoint is unchanged. Lower gan.*_optim.lr, or set trainer.on_nonfinite=skip."
+                )
             self.warn_throttled("nonfinite", f"non-finite {name} loss ({loss_value.item()}); its update was skipped")
             optimizer.step()  # no gradients, so no change, but the step is counted as usual
             return torch.tensor(float("nan"))

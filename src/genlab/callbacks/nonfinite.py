@@ -1,0 +1,54 @@
+"""Detect a NaN or inf in the gradients at the step it happens: skip that update, or stop the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from genlab.errors import GenlabError
+
+
+def nonfinite_message(trainer: L.Trainer, what: str) -> str:
+    """Names the step and the loss terms logged at it."""
+    terms = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(terms.items()) if k != "train/lr")
+    return f"non-finite {what} at step {trainer.global_step}" + (f" (logged terms: {shown})" if shown else "")
+
+
+class NonFiniteGuard(L.Callback):
+    """Checks the gradients before every optimizer step (automatic and manual optimisation alike).
+
+    policy "skip": drop those gradients, so the optimizer leaves the weights as they are; the count is logged as
+    train/skipped_steps. policy "stop": raise an error naming the step and the loss terms; the run stops and its
+    last good checkpoint stays as it is.
+    """
+
+    def __init__(self, policy: str = "stop") -> None:
+        if policy not in ("skip", "stop"):
+            raise ValueError(f"policy must be 'skip' or 'stop', got {policy!r}")
+        self.policy = policy
+        self.skipped = 0
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads or all(torch.isfinite(g).all() for g in grads):
+            return
+        if self.policy == "stop":
+            raise GenlabError(
+                nonfinite_message(trainer, "gradients")
+                + ". The run stopped; its last checkpoint is unchanged. Lower the learning rate, raise "
+                "trainer.gradient_clip_val, or set trainer.on_nonfinite=skip to skip such steps."
+            )
+        optimizer.zero_grad(set_to_none=True)  # Adam and AdamW leave parameters without a gradient untouched
+        self.skipped += 1
+        pl_module.log("train/skipped_steps", float(self.skipped), on_step=True, on_epoch=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = int(state_dict.get("skipped", 0))

@@ -1,0 +1,98 @@
+"""`resume=auto|PATH`: find the checkpoint to continue from, check it fits the config, keep the run's logs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.errors import GenlabError
+
+# Keys that may differ between the first run and its resumption: they change how long or how visibly the run
+# goes on, not what it computes.
+MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.enable_progress_bar", "logger.")
+
+
+def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint named by `resume`: a path, or for `auto` the run folder's last.ckpt (run_dir=PATH, else the
+    newest run of the experiment). None when `auto` finds nothing, so a requeued job can start fresh."""
+    if not cfg.resume:
+        return None
+    if cfg.resume != "auto":
+        path = Path(cfg.resume)
+        if not path.is_file():
+            raise GenlabError(f"resume={cfg.resume}: no such checkpoint. Give a .ckpt path, or resume=auto.")
+        return path
+    if cfg.run_dir:
+        candidates = [Path(cfg.run_dir) / "checkpoints" / "last.ckpt"]
+    else:
+        candidates = list((Path(cfg.runs_root) / cfg.experiment).glob("*/checkpoints/last.ckpt"))
+    existing = [p for p in candidates if p.is_file()]
+    if not existing:
+        where = cfg.run_dir or Path(cfg.runs_root) / cfg.experiment
+        print(f"genlab: resume=auto found no last.ckpt under {where}; starting a new run.")
+        return None
+    return max(existing, key=lambda p: p.stat().st_mtime)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def check_same_run(cfg: dict[str, Any], saved: dict[str, Any], path: Path) -> None:
+    """Refuse to resume with settings that would change the computation (model, data, seed, optimiser...)."""
+    now, before = _flatten(cfg), _flatten(saved)
+    changed = sorted(
+        k for k in set(now) | set(before)
+        if now.get(k) != before.get(k) and not any(k == m or (m.endswith(".") and k.startswith(m)) for m in MAY_CHANGE)
+    )
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:8])
+        raise GenlabError(
+            f"cannot resume from {path}: this command's config differs from the run's in {shown}. "
+            "Resume with the run's settings (only trainer.max_steps and logging may change), or start a new run."
+        )
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """runs/<experiment>/<time>/checkpoints/last.ckpt -> runs/<experiment>/<time>, which must hold config.yaml."""
+    run_dir = checkpoint.resolve().parent.parent
+    if not (run_dir / "config.yaml").is_file():
+        raise GenlabError(
+            f"{checkpoint} is not inside a genlab run folder (no {run_dir / 'config.yaml'}); "
+            "resume needs the run's folder, e.g. resume=runs/<experiment>/<time>/checkpoints/last.ckpt."
+        )
+    return run_dir
+
+
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))  # type: ignore[return-value]
+
+
+def read_metrics_before(metrics_csv: Path, step: int) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a metrics.csv logged before `step`: what a resumed run keeps of its old log."""
+    if not metrics_csv.is_file():
+        return [], []
+    with open(metrics_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [row for row in reader if row.get("step") not in (None, "") and int(row["step"]) < step]
+        return list(reader.fieldnames or []), rows
+
+
+def restore_csv_log(csv_logger: Any, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Put the kept rows back: Lightning's CSV writer deletes an existing metrics.csv when it starts."""
+    if not header:
+        return
+    writer = csv_logger.experiment  # creating the writer is what deletes the old file
+    with open(writer.metrics_file_path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = list(header)
