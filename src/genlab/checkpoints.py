@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise GenlabError(f"checkpoint {path} does not exist. Pass ckpt=PATH to a .ckpt file under runs/*/*/checkpoints/.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc).lower() and "weights only" not in str(exc).lower():
+            raise GenlabError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:200]}).") from None
+        raise GenlabError(
+            f"checkpoint {path} was refused: loading it would unpickle arbitrary Python objects, which can run code. "
+            "genlab reads checkpoints with torch.load(weights_only=True); genlab's own checkpoints never need more. "
+            "If you trust the file, re-save its tensors and config as a plain dict."
+        ) from None
     except Exception as exc:  # truncated zip, pickle errors, foreign formats
         raise GenlabError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "

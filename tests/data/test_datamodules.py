@@ -292,15 +292,30 @@ def test_image_folder_errors_name_the_problem(tmp_path: Path) -> None:
         ImageFolderDataModule(root=str(classes), resolution=8)
 
 
-@pytest.mark.parametrize("num_workers", [0, 1])
-def test_unreadable_image_names_the_file(tmp_path: Path, num_workers: int) -> None:
+def test_unreadable_image_is_named_before_training(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_bytes(b"this is not a png")
+    save(tmp_path / "y.png", three_bands())
+    with pytest.raises(GenlabError, match=r"1 image\(s\) cannot be read: .*x.png"):
+        ImageFolderDataModule(root=str(tmp_path), resolution=8)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_image_broken_after_the_scan_names_the_file(tmp_path: Path, num_workers: int) -> None:
+    save(tmp_path / "x.png", three_bands())
     save(tmp_path / "y.png", three_bands())
     dm = ImageFolderDataModule(root=str(tmp_path), resolution=8, num_workers=num_workers, val_fraction=0.5)
     dm.setup()
+    (tmp_path / "x.png").write_bytes(b"this is not a png")  # damaged while the run goes on
     loaders = [dm.train_dataloader(), dm.val_dataloader()]
     # One of the two splits holds x.png; reading it must fail with a GenlabError that names it,
     # also when the error crosses from a worker process.
     with pytest.raises(GenlabError, match="x.png"):
         for loader in loaders:
             list(loader)
+
+
+def test_mixed_channel_counts_are_converted_with_a_warning(class_folder: Path) -> None:
+    with pytest.warns(UserWarning, match=r"mixes channel counts \(2 with 1 channel, 3 with 3 channels\)"):
+        dm = ImageFolderDataModule(root=str(class_folder), resolution=8)
+    dm.setup()
+    assert {dm.train_dataset[i][0].shape[0] for i in range(len(dm.train_dataset))} == {3}

@@ -1,5 +1,6 @@
 """Any folder of images: one subfolder per class (labelled), or images directly in the root (unlabelled)."""
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,35 @@ def scan_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, [d.name for d in class_dirs]
 
 
+# PIL modes by channel count, for the mixed-channels warning.
+_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3, "LA": 2, "I": 1, "F": 1}
+
+
+def check_images(files: list[Path], channels: int) -> None:
+    """Open every file's header (cheap: no pixels are decoded) before training starts.
+
+    Unreadable files stop the run with their names; images with differing channel counts are converted to
+    `channels`, with a warning that says how many of each there are.
+    """
+    bad: list[str] = []
+    counts: dict[int, int] = {}
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                counts[_MODE_CHANNELS.get(img.mode, 3)] = counts.get(_MODE_CHANNELS.get(img.mode, 3), 0) + 1
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            bad.append(f"{path} ({type(err).__name__})")
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise GenlabError(f"{len(bad)} image(s) cannot be read: {shown}. Replace or delete them, then run again.")
+    if len(counts) > 1:
+        summary = ", ".join(f"{n} with {c} channel{'s' if c > 1 else ''}" for c, n in sorted(counts.items()))
+        warnings.warn(
+            f"the image folder mixes channel counts ({summary}); every image is converted to data.channels={channels}.",
+            stacklevel=2,
+        )
+
+
 class ImageFileDataset(Dataset[Item]):
     """Decodes one image file per item with PIL, converted to `channels`, then transformed."""
 
@@ -99,6 +129,7 @@ class ImageFolderDataModule(ImageDataModule):
         super().__init__(fit=fit, **kwargs)
         folder = Path(self.root).expanduser().absolute()
         self.files, self.labels, self.class_names = scan_image_folder(folder)
+        check_images(self.files, self.channels)
 
     @property
     def _native_channels(self) -> int:
