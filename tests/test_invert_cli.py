@@ -149,7 +149,7 @@ def test_unwritable_out_fails_before_any_work(tmp_path: Path, capsys: pytest.Cap
 
 def test_invert_names_the_supported_model_kinds(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = torch.load(ckpt, map_location="cpu", weights_only=True)
-    data["hyper_parameters"]["config"]["model"]["kind"] = "gan"
-    torch.save(data, tmp_path / "gan.ckpt")
-    assert main(["invert", f"ckpt={tmp_path / 'gan.ckpt'}", "image=0", "steps=5", f"out={tmp_path / 'r.png'}"]) == 2
-    assert "holds a 'gan' model; invert supports ddpm checkpoints" in capsys.readouterr().err
+    data["hyper_parameters"]["config"]["model"]["kind"] = "classifier"
+    torch.save(data, tmp_path / "clf.ckpt")
+    assert main(["invert", f"ckpt={tmp_path / 'clf.ckpt'}", "image=0", "steps=5", f"out={tmp_path / 'r.png'}"]) == 2
+    assert "holds a 'classifier' model; invert supports ddpm, gan checkpoints" in capsys.readouterr().err
