@@ -81,9 +81,11 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
     except ConfigKeyError as exc:
         raise GenlabError(_unknown_key_message(exc, source)) from None
     except ValidationError as exc:
-        raise GenlabError(f"bad value for config key {exc.full_key!r} (from {source}): {exc.msg}.") from None
+        # OmegaConf appends full_key/reference_type lines; the first line is the message.
+        reason = str(exc.msg).splitlines()[0].rstrip(".")
+        raise GenlabError(f"bad value for config key {exc.full_key!r} (from {source}): {reason}.") from None
     except OmegaConfBaseException as exc:
-        raise GenlabError(f"bad config (from {source}): {exc.msg}.") from None
+        raise GenlabError(f"bad config (from {source}): {str(exc.msg).splitlines()[0].rstrip('.')}.") from None
 
 
 def _unknown_key_message(exc: ConfigKeyError, source: str) -> str:
