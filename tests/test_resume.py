@@ -47,8 +47,11 @@ def run_until(args: list[str], ckpt: Path, min_step: int, sig: int, timeout: flo
 
 
 def logged_losses(run_dir: Path) -> list[tuple[str, str]]:
+    """(step, loss) rows of metrics.csv: train/loss for diffusion, train/d_loss for a GAN."""
     with open(run_dir / "logs" / "metrics.csv", newline="") as f:
-        return [(row["step"], row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")]
+        rows = list(csv.DictReader(f))
+    key = "train/loss" if "train/loss" in rows[0] else "train/d_loss"
+    return [(row["step"], row[key]) for row in rows if row.get(key)]
 
 
 def assert_same_tensors(a: object, b: object, where: str) -> None:
@@ -66,18 +69,23 @@ def assert_same_tensors(a: object, b: object, where: str) -> None:
         assert a == b, where
 
 
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+GAN_ARGS = [*ARGS, "experiment=gan_digits", "gan.latent_dim=16", "gan.g_channels=8", "gan.d_channels=8",
+            "model.ema.decay=0.9"]
+
+
+@pytest.mark.parametrize("args", [ARGS, GAN_ARGS], ids=["ddpm", "gan"])
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path, args: list[str]) -> None:
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    subprocess.run(genlab(*ARGS, f"run_dir={reference}"), env=subprocess_env(), check=True, capture_output=True)
+    subprocess.run(genlab(*args, f"run_dir={reference}"), env=subprocess_env(), check=True, capture_output=True)
 
     ckpt = crashed / "checkpoints" / "last.ckpt"
-    proc = run_until([*ARGS, f"run_dir={crashed}"], ckpt, min_step=30, sig=signal.SIGKILL)
+    proc = run_until([*args, f"run_dir={crashed}"], ckpt, min_step=30, sig=signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     killed_at = checkpoint_step(ckpt)
     assert 30 <= killed_at < 60 and killed_at % 25 != 0  # mid-epoch, before the end
 
-    resumed = subprocess.run(genlab(*ARGS, f"run_dir={crashed}", "resume=auto"), env=subprocess_env(),
+    resumed = subprocess.run(genlab(*args, f"run_dir={crashed}", "resume=auto"), env=subprocess_env(),
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"from {ckpt}" in resumed.stdout or "resuming" in resumed.stdout
