@@ -21,6 +21,8 @@ commands:
           PNG target | start | reconstruction, the error per step in the .json and in <out>_error.png
   interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true clip=true device=auto label=K]
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
+  compare RUN_DIR ... [out=compare.md]
+          one table of runs: experiment, overrides, steps, wall time, final loss, best FID per extractor, checkpoint
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 
@@ -38,7 +40,8 @@ def _cmd_train(args: list[str]) -> None:
     from genlab.config_io import load_config, parse_overrides
     from genlab.train import train
 
-    train(load_config(parse_overrides(args)))
+    overrides = parse_overrides(args)
+    train(load_config(overrides), overrides)
 
 
 def _cmd_config(args: list[str]) -> None:
@@ -65,12 +68,19 @@ def _cmd_interpolate(args: list[str]) -> None:
     interpolate_command(args)
 
 
+def _cmd_compare(args: list[str]) -> None:
+    from genlab.compare import compare_command
+
+    compare_command(args)
+
+
 COMMANDS = {
     "train": _cmd_train,
     "sample": _cmd_sample,
     "config": _cmd_config,
     "invert": _cmd_invert,
     "interpolate": _cmd_interpolate,
+    "compare": _cmd_compare,
 }
 
 

@@ -20,6 +20,7 @@ from genlab.callbacks.nonfinite import NonFiniteGuard
 from genlab.callbacks.resume_state import ResumeState
 from genlab.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from genlab.checkpoints import checkpoint_kind, read_checkpoint
+from genlab.run_record import record_end, record_start
 from genlab.resume import (
     check_same_run,
     find_resume_checkpoint,
@@ -151,8 +152,8 @@ def check_resume_checkpoint(path: Path, cfg: DictConfig) -> int:
     return int(ckpt.get("global_step", 0))
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train the configured model; return the run folder."""
+def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
+    """Train the configured model; return the run folder. `overrides` (the command line) go to run.json."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     resolve_data_keys(cfg, datamodule)
@@ -182,20 +183,32 @@ def train(cfg: DictConfig) -> Path:
         print(f"genlab: run folder {run_dir}")
     else:
         print(f"genlab: resuming {run_dir} from {resume_from} (step {resume_step})")
+    rank_zero = trainer.is_global_zero
     started = time.time()
+    if rank_zero:
+        record_start(run_dir, cfg.experiment, overrides or {}, str(resume_from) if resume_from else None)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SIGTERMException:
+        if rank_zero:
+            record_end(run_dir, started, trainer.global_step, "stopped by SIGTERM", {})
         print(f"genlab: stopped by SIGTERM at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} "
               f"holds it. Continue with the same command and resume=auto run_dir={run_dir}.")
         return run_dir
-    if not trainer.is_global_zero:
+    except BaseException:
+        if rank_zero:
+            record_end(run_dir, started, trainer.global_step, "failed", {})
+        raise
+    if not rank_zero:
         return run_dir
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     interrupted = next((cb for cb in trainer.callbacks if isinstance(cb, SaveOnSignal) and cb.received), None)
     if interrupted is not None:
+        record_end(run_dir, started, trainer.global_step, f"stopped by {interrupted.received}", final)
         print(f"genlab: stopped by {interrupted.received} at step {trainer.global_step}; resume with resume=auto "
               f"run_dir={run_dir}.")
         return run_dir
+    record_end(run_dir, started, trainer.global_step, "finished", final)
     summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
     metrics = trainer.callback_metrics
     keys = ("train/loss", "val/loss", "val/acc_t0", "val/class_acc", "train/d_loss", "train/g_loss", "val/diversity")
