@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,18 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path: Path, monkeypat
     assert list(offline_runs[0].glob("run-*.wandb"))
     # CSV is written alongside whichever logger is chosen
     assert (tmp_path / "run" / "logs" / "metrics.csv").is_file()
+
+
+def test_resumed_run_keeps_its_wandb_run_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train", "experiment=ddpm_digits", "logger=wandb", *SHORT, f"run_dir={run_dir}"]
+    assert main(args) == 0
+    first_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
+    assert main([*args, "resume=auto", "trainer.max_steps=4"]) == 0
+    assert json.loads((run_dir / "run.json").read_text())["wandb_id"] == first_id
+    offline_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert offline_runs and all(p.name.endswith(first_id) for p in offline_runs)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_hyperparameters_are_the_resolved_config(tmp_path: Path) -> None:

@@ -23,13 +23,13 @@ def wandb_has_credentials() -> bool:
         return False
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """CSV into the run folder (always), and the logger named by `logger.name`."""
+def build_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) -> list[Logger]:
+    """CSV into the run folder (always), and the logger named by `logger.name`; `wandb_id` continues a W&B run."""
     # run_dir/logs/metrics.csv: a folder of its own, since CSVLogger clears files in a non-empty log dir.
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
     kind = cfg.logger.name.value
     if kind == "wandb":
-        loggers.append(_wandb_logger(cfg, run_dir))
+        loggers.append(_wandb_logger(cfg, run_dir, wandb_id))
     elif kind == "tensorboard":
         try:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -40,7 +40,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
-def _wandb_logger(cfg: DictConfig, run_dir: Path) -> Logger:
+def _wandb_logger(cfg: DictConfig, run_dir: Path, wandb_id: str | None) -> Logger:
     from lightning.pytorch.loggers import WandbLogger
 
     kwargs: dict[str, Any] = {}
@@ -48,6 +48,9 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path) -> Logger:
     if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
         print("genlab: no W&B credentials found, logging offline; upload later with `wandb sync`.")
         kwargs["offline"] = True
+    if wandb_id:
+        # A resumed genlab run continues its W&B run: same id, wandb's resume="allow".
+        kwargs.update(id=wandb_id, resume="allow")
     log = cfg.logger
     return WandbLogger(
         project=log.project,

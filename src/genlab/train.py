@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -20,7 +21,7 @@ from genlab.callbacks.nonfinite import NonFiniteGuard
 from genlab.callbacks.resume_state import ResumeState
 from genlab.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from genlab.checkpoints import checkpoint_kind, read_checkpoint
-from genlab.run_record import record_end, record_start
+from genlab.run_record import read_record, record_end, record_start, write_record
 from genlab.resume import (
     check_same_run,
     find_resume_checkpoint,
@@ -100,7 +101,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | 
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None, wandb_id: str | None = None
+) -> L.Trainer:
     """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
     t = cfg.trainer
     gan = cfg.model.kind.value == "gan"
@@ -121,7 +124,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | No
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar,
-        logger=build_loggers(cfg, run_dir),
+        logger=build_loggers(cfg, run_dir, wandb_id),
         callbacks=build_callbacks(cfg, run_dir, scorer),
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
@@ -177,7 +180,8 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     run_dir = make_run_dir(cfg)
     remove_stale_temporaries(run_dir / "checkpoints")  # left by a process killed while saving
     save_config(cfg, run_dir / "config.yaml")
-    trainer = build_trainer(cfg, run_dir, scorer)
+    wandb_id = read_record(run_dir).get("wandb_id") if resume_from is not None else None
+    trainer = build_trainer(cfg, run_dir, scorer, wandb_id)
     restore_csv_log(trainer.loggers[0], *kept_log)
     if resume_from is None:
         print(f"genlab: run folder {run_dir}")
@@ -187,6 +191,9 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     started = time.time()
     if rank_zero:
         record_start(run_dir, cfg.experiment, overrides or {}, str(resume_from) if resume_from else None)
+        wandb = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+        if wandb is not None:
+            write_record(run_dir, wandb_id=wandb.experiment.id)  # so that resume=auto continues this W&B run
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SIGTERMException:
