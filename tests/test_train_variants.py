@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import SHARED_DATA, TINY
+from conftest import SHARED_DATA, TINY, subprocess_env
 from genlab.cli import main
 
 # Fewer steps than TINY: these runs only check the wiring.
@@ -67,3 +69,14 @@ def test_hyperparameters_are_the_resolved_config(tmp_path: Path) -> None:
     assert hparams.config.seed == 11
     assert hparams.config.data.num_classes == 10
     assert hparams.config == OmegaConf.load(tmp_path / "config.yaml")
+
+
+def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path: Path) -> None:
+    # Lightning launches rank 1 as a second `genlab train` process: it must find rank 0's folder, not stamp its own.
+    args = [sys.executable, "-m", "genlab", "train", "experiment=ddpm_digits", *SHORT, "trainer.accelerator=cpu",
+            "trainer.devices=2", "trainer.strategy=ddp", f"runs_root={tmp_path}"]
+    done = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    runs = list((tmp_path / "ddpm_digits").iterdir())
+    assert len(runs) == 1
+    assert torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,10 +41,15 @@ if TYPE_CHECKING:
     from genlab.models.classifier import ClassifierModule
 
 
+# Set by rank 0 while it trains: the processes that Lightning launches for the other devices inherit it, so that
+# every rank writes to the same run folder instead of stamping one of its own.
+RUN_DIR_ENV = "GENLAB_RUN_DIR"
+
+
 def make_run_dir(cfg: DictConfig) -> Path:
-    """runs/<experiment>/<time>/, or the folder named by run_dir=PATH."""
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir)
+    """runs/<experiment>/<time>/, or the folder named by run_dir=PATH (or by rank 0, in a launched DDP process)."""
+    if cfg.run_dir or os.environ.get(RUN_DIR_ENV):
+        run_dir = Path(cfg.run_dir or os.environ[RUN_DIR_ENV])
     else:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(cfg.runs_root) / cfg.experiment / stamp
@@ -194,6 +200,7 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
         wandb = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
         if wandb is not None:
             write_record(run_dir, wandb_id=wandb.experiment.id)  # so that resume=auto continues this W&B run
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     except SIGTERMException:
@@ -206,6 +213,8 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
         if rank_zero:
             record_end(run_dir, started, trainer.global_step, "failed", {})
         raise
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
     if not rank_zero:
         return run_dir
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
