@@ -80,3 +80,24 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path: Path) -> None:
     runs = list((tmp_path / "ddpm_digits").iterdir())
     assert len(runs) == 1
     assert torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_torchrun_launch_file_runs_unchanged_on_cpu(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "experiments" / "launch" / "torchrun.sh"
+    env = dict(subprocess_env(), GPUS="2", RUN_DIR=str(tmp_path / "run"))
+    args = [str(script), "experiment=ddpm_digits", *SHORT, "trainer.accelerator=cpu"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    # the same command again continues the run: resume=auto is part of the launch file
+    done = subprocess.run([*args, "trainer.max_steps=3"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "resuming" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+
+def test_slurm_launch_file_is_valid_bash_and_resumable() -> None:
+    script = Path(__file__).resolve().parents[1] / "experiments" / "launch" / "slurm_ddp.sbatch"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    for needed in ("srun", 'trainer.num_nodes="${SLURM_NNODES}"', "resume=auto", "--signal=SIGUSR1", "--requeue"):
+        assert needed in text, needed

@@ -25,10 +25,13 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
         if not path.is_file():
             raise GenlabError(f"resume={cfg.resume}: no such checkpoint. Give a .ckpt path, or resume=auto.")
         return path
+    # Lightning's SLURM auto-requeue saves hpc_ckpt_N.ckpt in the run folder on SIGUSR1: take whichever is newest.
     if cfg.run_dir:
-        candidates = [Path(cfg.run_dir) / "checkpoints" / "last.ckpt"]
+        run = Path(cfg.run_dir)
+        candidates = [run / "checkpoints" / "last.ckpt", *run.glob("hpc_ckpt_*.ckpt")]
     else:
-        candidates = list((Path(cfg.runs_root) / cfg.experiment).glob("*/checkpoints/last.ckpt"))
+        runs = Path(cfg.runs_root) / cfg.experiment
+        candidates = [*runs.glob("*/checkpoints/last.ckpt"), *runs.glob("*/hpc_ckpt_*.ckpt")]
     existing = [p for p in candidates if p.is_file()]
     if not existing:
         where = cfg.run_dir or Path(cfg.runs_root) / cfg.experiment
@@ -62,8 +65,9 @@ def check_same_run(cfg: dict[str, Any], saved: dict[str, Any], path: Path) -> No
 
 
 def run_folder_of(checkpoint: Path) -> Path:
-    """runs/<experiment>/<time>/checkpoints/last.ckpt -> runs/<experiment>/<time>, which must hold config.yaml."""
-    run_dir = checkpoint.resolve().parent.parent
+    """runs/<experiment>/<time>/checkpoints/last.ckpt (or <run>/hpc_ckpt_N.ckpt) -> the run folder with config.yaml."""
+    parent = checkpoint.resolve().parent
+    run_dir = parent if (parent / "config.yaml").is_file() else parent.parent
     if not (run_dir / "config.yaml").is_file():
         raise GenlabError(
             f"{checkpoint} is not inside a genlab run folder (no {run_dir / 'config.yaml'}); "

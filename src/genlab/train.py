@@ -188,7 +188,8 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     save_config(cfg, run_dir / "config.yaml")
     wandb_id = read_record(run_dir).get("wandb_id") if resume_from is not None else None
     trainer = build_trainer(cfg, run_dir, scorer, wandb_id)
-    restore_csv_log(trainer.loggers[0], *kept_log)
+    if trainer.is_global_zero:  # other ranks' loggers are stand-ins that write nothing
+        restore_csv_log(trainer.loggers[0], *kept_log)
     if resume_from is None:
         print(f"genlab: run folder {run_dir}")
     else:

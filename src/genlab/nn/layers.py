@@ -130,7 +130,8 @@ class AttentionBlock(nn.Module):
         q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)  # each [B, heads, HW, d]
         # Scaled by 1/sqrt(d) inside SDPA, as in Vaswani et al. 2017, Eq. 1.
         out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, HW, d]
-        out = out.transpose(2, 3).reshape(B, C, H, W)  # [B, heads, d, HW] -> [B, C, H, W]
+        # contiguous: DDP warns (and slows) when a 1x1 conv gets gradients with strides unlike its weight's
+        out = out.transpose(2, 3).reshape(B, C, H, W).contiguous()  # [B, heads, d, HW] -> [B, C, H, W]
         return x + self.proj(out)
 
 
