@@ -14,10 +14,12 @@ from omegaconf import DictConfig
 from genlab.build import build_datamodule, is_conditional, resolve_data_keys
 from genlab.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.callbacks.class_accuracy import load_scorer
+from genlab.callbacks.fid import FIDCallback
 from genlab.callbacks.images import image_grid, save_png
 from genlab.config_io import save_config, to_container
 from genlab.errors import GenlabError
 from genlab.loggers import build_loggers
+from genlab.metrics.extractors import extractor_spec
 from genlab.models import DiffusionModule
 
 if TYPE_CHECKING:
@@ -43,13 +45,15 @@ def make_run_dir(cfg: DictConfig) -> Path:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> list[L.Callback]:
-    """Sample grid, class accuracy and loss curve first, then EMA (so they see the EMA weights), then checkpoints."""
+    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see the EMA weights), then checkpoints."""
     cb = cfg.callbacks
     callbacks: list[L.Callback] = []
     if cb.sample_grid.enabled and cfg.model.kind.value == "ddpm":
         callbacks.append(SampleGrid(run_dir / "samples", num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
     if scorer is not None:
         callbacks.append(ClassAccuracy(scorer, per_class=cb.class_accuracy.per_class, seed=cb.class_accuracy.seed))
+    if cfg.eval.enabled:
+        callbacks.append(FIDCallback(cfg))
     if cb.loss_curve:
         callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=cfg.trainer.log_every_n_steps))
     ema = cfg.model.ema
@@ -129,6 +133,8 @@ def train(cfg: DictConfig) -> Path:
     scorer = None
     if cfg.callbacks.class_accuracy.classifier:
         scorer = load_scorer(cfg.callbacks.class_accuracy.classifier, cfg.data.num_classes, is_conditional(cfg))
+    if cfg.eval.enabled:  # missing weights or classifier fail now, not after the first validation
+        extractor_spec(cfg.eval.features.value, cfg.eval.inception_weights, cfg.eval.domain_classifier)
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir, scorer)
@@ -140,6 +146,7 @@ def train(cfg: DictConfig) -> Path:
     summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
     metrics = trainer.callback_metrics
     shown = [k for k in ("train/loss", "val/loss", "val/acc_t0", "val/class_acc") if k in metrics]
+    shown += [k for k in metrics if k.startswith("val/fid_")]
     if shown:
         summary += " (" + ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown) + ")"
     if isinstance(model, DiffusionModule):
