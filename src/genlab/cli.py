@@ -1,4 +1,4 @@
-"""The `genlab` command: train | sample | config. Bad input exits with status 2 and a message."""
+"""The `genlab` command: train | sample | config | invert | interpolate | eval. Bad input exits with status 2 and a message."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ commands:
           DDIM-encode an image to x_T and decode it again: PNG target | x_T | reconstruction, MSE in a .json
   interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true clip=true device=auto label=K]
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
+  eval    ckpt=PATH [n=10000 sampler=ddim steps=50 eta=0 guidance=W features=inception|domain
+          domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false out=eval.json
+          seed=0 batch_size=250 ema=true device=auto]
+          FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 
@@ -28,6 +32,7 @@ Experiments live in experiments/, building blocks in configs/<group>/. Examples:
   genlab sample ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt sampler=ddim steps=50 n=64 out=grid.png
   genlab invert ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt image=index:12 steps=50 out=recon.png
   genlab interpolate ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt a=seed:0 b=index:12 n=8 out=interp.png
+  genlab eval ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt n=1000 features=domain domain_classifier=CLF.ckpt
 """
 
 
@@ -50,6 +55,12 @@ def _cmd_sample(args: list[str]) -> None:
     sample_command(args)
 
 
+def _cmd_eval(args: list[str]) -> None:
+    from genlab.evaluate import eval_command
+
+    eval_command(args)
+
+
 def _cmd_invert(args: list[str]) -> None:
     from genlab.invert import invert_command
 
@@ -68,6 +79,7 @@ COMMANDS = {
     "config": _cmd_config,
     "invert": _cmd_invert,
     "interpolate": _cmd_interpolate,
+    "eval": _cmd_eval,
 }
 
 
