@@ -1,4 +1,4 @@
-"""`genlab eval`: sample a checkpoint, score the samples against a dataset split, write every number with its provenance.
+"""`genlab eval`: sample a checkpoint, score the samples against a dataset split, record every number and its source.
 
 FID, KID, precision/recall and the Inception Score come from torch-fidelity's `calculate_metrics` on the
 folder of sample PNGs and the split's images; the split's features are cached under the reference key
@@ -8,7 +8,6 @@ folder of sample PNGs and the split's images; the split's features are cached un
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,7 @@ def fidelity_metrics(spec: ExtractorSpec, samples: Path, real: SplitImages, key:
 def isc_note(spec: ExtractorSpec) -> tuple[bool, str]:
     """Whether the Inception Score means anything with these weights, and why."""
     if spec.features == "domain":
-        return True, "domain IS: exp E KL(p(y|x) || p(y)) over the domain classifier's classes (at most its class count)"
+        return True, "domain IS: exp E KL(p(y|x) || p(y)) over the domain classifier's classes (at most their number)"
     if fc_is_zero(spec.weights_path):
         return False, "these Inception weights have no classification layer (pool3 only): IS is always 1, ignore it"
     return True, "Inception Score over the 1008 ImageNet logits"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import torch
 import torch_fidelity
 
 import genlab.metrics.inception as inception
-from conftest import TINY
+from conftest import TINY, subprocess_env
 from genlab.callbacks.images import load_png, save_png
 from genlab.checkpoints import load_generator, read_checkpoint
 from genlab.cli import main
@@ -160,3 +162,18 @@ def test_bad_eval_config_exits_2(extra: list[str], expected: str, capsys: pytest
 def test_eval_of_a_classifier_checkpoint_is_rejected(classifier_ckpt: Path) -> None:
     with pytest.raises(GenlabError, match="does not generate images"):
         load_generator(classifier_ckpt)
+
+
+@pytest.mark.slow  # two CPU processes (gloo): about a minute on 2 cores
+def test_fid_callback_under_ddp_splits_generation_and_syncs(classifier_ckpt: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    args = [sys.executable, "-m", "genlab", "train", "experiment=ddpm_digits", *TINY, "trainer.devices=2",
+            "trainer.strategy=ddp", "trainer.accelerator=cpu", "eval.enabled=true", "eval.features=domain",
+            f"eval.domain_classifier={classifier_ckpt}", "eval.num_samples=13", "eval.every_n_steps=3",
+            f"eval.cache_dir={tmp_path / 'cache'}", f"run_dir={run_dir}"]
+    done = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("genlab: FID reference") == 1  # rank 0 alone reads the reference
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        values = [float(r["val/fid_domain"]) for r in csv.DictReader(f) if r.get("val/fid_domain")]
+    assert len(values) == 2 and all(v > 0 for v in values)

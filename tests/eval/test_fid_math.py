@@ -47,7 +47,8 @@ def test_fid_matches_the_closed_form_for_diagonal_gaussians() -> None:
 
 
 def test_fid_matches_the_closed_form_through_a_linear_map() -> None:
-    # features A x of standard normal x: N(A mu, A A^T); against N(0, I) FID = ||A mu||^2 + Tr(A A^T + I - 2 (A A^T)^(1/2))
+    # features A x, x ~ N(mu, I): N(A mu, A A^T); against N(0, I),
+    # FID = ||A mu||^2 + Tr(A A^T + I - 2 (A A^T)^(1/2))
     a = torch.tensor([[2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
     mu = torch.tensor([1.0, -1.0], dtype=torch.float64)
     x = with_moments(400, mu, torch.ones(2), seed=2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -65,7 +64,7 @@ class FIDCallback(L.Callback):
             feats = reference_features(pl_module.cfg, self.ev.split.value, extractor, key, self.cache_dir,
                                        self.ev.batch_size)
             self.reference = feats[self.spec.fid_layer]  # [N, F]
-            self.reference_key = key
+            print(f"genlab: FID reference {key} ({len(self.reference)} images) in {self.cache_dir}")
 
     @torch.inference_mode(False)
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float]:
@@ -88,8 +87,9 @@ class FIDCallback(L.Callback):
         if trainer.sanity_checking or not self._due(trainer):
             return
         fid, seconds = self.evaluate(trainer, pl_module)
-        pl_module.log(self.metric_name, fid, on_epoch=True)
-        pl_module.log("val/eval_seconds", seconds, on_epoch=True)
+        # Every rank holds the same synced FID; sync_dist only keeps Lightning's DDP check quiet.
+        pl_module.log(self.metric_name, fid, on_epoch=True, sync_dist=True)
+        pl_module.log("val/eval_seconds", seconds, on_epoch=True, sync_dist=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The last step had no validation (max_steps not a multiple of val_every_n_steps): evaluate here.

@@ -60,7 +60,12 @@ def prior_bpd(diffusion: GaussianDiffusion, x0: Tensor) -> Tensor:
 
 
 def vb_term_bpd(
-    diffusion: GaussianDiffusion, model_fn: ModelFn, x0: Tensor, x_t: Tensor, t: Tensor, model_kwargs: dict | None = None
+    diffusion: GaussianDiffusion,
+    model_fn: ModelFn,
+    x0: Tensor,
+    x_t: Tensor,
+    t: Tensor,
+    model_kwargs: dict | None = None,
 ) -> Tensor:
     """L_{t-1} for t >= 1, or L_0 for t == 0, in bits/dim [B], at one x_t per sample."""
     true_mean, _, true_logvar = diffusion.q_posterior_mean_variance(x0, x_t, t)
