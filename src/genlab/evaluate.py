@@ -22,6 +22,7 @@ from genlab.config import EvalArgs
 from genlab.config_io import parse_command_args, validate_sampler
 from genlab.errors import GenlabError
 from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec
+from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.inception import fc_is_zero
 from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
 from genlab.sample import check_writable, pick_device
@@ -153,6 +154,8 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     module = load_generator(a.ckpt, ema=a.ema)
     sampler = apply_sampler_args(module, a)
     cfg = module.cfg
+    if spec.features == "domain":
+        check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
     device = pick_device(a.device)
     module.to(device)
     started = time.time()

@@ -19,6 +19,7 @@ from genlab.callbacks.images import image_grid, save_png
 from genlab.config_io import save_config, to_container
 from genlab.errors import GenlabError
 from genlab.loggers import build_loggers
+from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import extractor_spec
 from genlab.models import DiffusionModule
 
@@ -134,7 +135,9 @@ def train(cfg: DictConfig) -> Path:
     if cfg.callbacks.class_accuracy.classifier:
         scorer = load_scorer(cfg.callbacks.class_accuracy.classifier, cfg.data.num_classes, is_conditional(cfg))
     if cfg.eval.enabled:  # missing weights or classifier fail now, not after the first validation
-        extractor_spec(cfg.eval.features.value, cfg.eval.inception_weights, cfg.eval.domain_classifier)
+        spec = extractor_spec(cfg.eval.features.value, cfg.eval.inception_weights, cfg.eval.domain_classifier)
+        if spec.features == "domain":
+            check_domain_classifier(spec.weights_path, cfg.data, "eval.domain_classifier")
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir, scorer)

@@ -177,3 +177,12 @@ def test_fid_callback_under_ddp_splits_generation_and_syncs(classifier_ckpt: Pat
     with open(run_dir / "logs" / "metrics.csv") as f:
         values = [float(r["val/fid_domain"]) for r in csv.DictReader(f) if r.get("val/fid_domain")]
     assert len(values) == 2 and all(v > 0 for v in values)
+
+
+def test_domain_classifier_of_other_data_is_rejected(fid_run: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    ddpm = fid_run / "checkpoints" / "last.ckpt"
+    args = ["eval", f"ckpt={ddpm}", "n=10", "features=domain", f"domain_classifier={ddpm}",
+            f"out={tmp_path / 'e.json'}"]
+    assert main(args) == 2
+    assert "must be a 'classifier' checkpoint" in capsys.readouterr().err

@@ -9,15 +9,18 @@ from the same checkpoint, which is why metric names say `_domain` and the weight
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import Tensor
 from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from genlab.errors import GenlabError
 from genlab.metrics.images import from_extractor_uint8
 
 DOMAIN_NAME = "genlab-domain"
@@ -70,6 +73,25 @@ class DomainFeatureExtractor(FeatureExtractorBase):
     @staticmethod
     def get_dummy_input_for_compile() -> Tensor:
         return torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+
+
+def check_domain_classifier(path: str | Path, data: DictConfig, key: str) -> None:
+    """The classifier must have been trained on the dataset it scores (same name, channels and resolution)."""
+    from genlab.checkpoints import checkpoint_kind, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if checkpoint_kind(ckpt) != "classifier":
+        kind = checkpoint_kind(ckpt)
+        raise GenlabError(f"{key}={path} holds a {kind!r} model; it must be a 'classifier' checkpoint.")
+    theirs = ckpt["hyper_parameters"]["config"]["data"]
+    ours = (str(getattr(data.name, "value", data.name)), int(data.channels), int(data.resolution))
+    found = (str(theirs.get("name")), int(theirs.get("channels") or 0), int(theirs.get("resolution") or 0))
+    if found != ours:
+        raise GenlabError(
+            f"{key}={path} was trained on {found[0]} ({found[1]} channel(s), {found[2]} px), but the images to score "
+            f"are {ours[0]} ({ours[1]} channel(s), {ours[2]} px). Train a classifier on the same data "
+            f"(experiment=classifier_* with the same data block)."
+        )
 
 
 if DOMAIN_NAME not in FEATURE_EXTRACTORS_REGISTRY:  # registering twice is an error in torch-fidelity
