@@ -17,7 +17,7 @@ import torch_fidelity
 from omegaconf import DictConfig
 
 from genlab.callbacks.images import save_png
-from genlab.checkpoints import load_generator
+from genlab.checkpoints import load_generator, read_checkpoint
 from genlab.config import EvalArgs
 from genlab.config_io import parse_command_args, validate_sampler
 from genlab.errors import GenlabError
@@ -144,6 +144,32 @@ def markdown_row(result: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def weights_used(path: str, ema: bool) -> str:
+    """"ema" or "raw": what load_generator actually loaded (a run without EMA has raw weights only)."""
+    return "ema" if ema and "current_model_state" in read_checkpoint(path) else "raw"
+
+
+def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_real: int, cache_dir: Path,
+               samples_dir: Path) -> dict[str, Any]:
+    """Where every number came from: checkpoint, weights, samples, extractor, reference statistics."""
+    return {
+        "checkpoint": str(Path(a.ckpt).resolve()),
+        "model_kind": cfg.model.kind.value,
+        "weights": weights_used(a.ckpt, a.ema),
+        "n": a.n,
+        "seed": a.seed,
+        "sample_seeds": f"one generator seeded with {a.seed}, batches of {a.batch_size} in order",
+        "samples_dir": str(samples_dir.resolve()),
+        "extractor": {"features": spec.features, "name": spec.name, "weights_path": str(spec.weights_path.resolve()),
+                      "weights_sha256": spec.weights_sha256},
+        "reference": {"key": key, "cache_dir": str(cache_dir.resolve()), "dataset": cfg.data.name.value,
+                      "split": a.split.value, "num_images": n_real, "resolution": int(cfg.data.resolution),
+                      "channels": int(cfg.data.channels)},
+        "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__},
+        "markdown_columns": list(MARKDOWN_COLUMNS),
+    }
+
+
 def eval_command(args: list[str]) -> dict[str, Any]:
     """Run `genlab eval`; write the JSON, print a Markdown row and return the result."""
     a = parse_eval_args(args)
@@ -159,41 +185,28 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     device = pick_device(a.device)
     module.to(device)
     started = time.time()
-    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size)
-    write_samples(images, samples_dir)
-    sampling_seconds = time.time() - started
+    write_samples(module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size), samples_dir)
+    seconds = {"sampling": round(time.time() - started, 2)}
 
     cache_dir = cache_dir_of(a.cache_dir)
     key = reference_key(cfg.data, a.split.value, cfg.seed, spec)
-    extractor = create_extractor(spec, device)
-    real_features = reference_features(cfg, a.split.value, extractor, key, cache_dir, a.batch_size)
+    real_features = reference_features(cfg, a.split.value, create_extractor(spec, device), key, cache_dir,
+                                       a.batch_size)
     n_real = int(real_features[spec.fid_layer].shape[0])
     metrics = fidelity_metrics(spec, samples_dir, SplitImages(cfg, a.split.value), key, n_real, cache_dir,
                                a.batch_size, device.type == "cuda", a.seed)
     if a.nll:
         metrics["nll_bpd"] = compute_nll(module, cfg, a.split.value, a.batch_size, a.seed, device)
+    seconds["total"] = round(time.time() - started, 2)
     isc_valid, note = isc_note(spec)
     result = {
         "metrics": metrics,
         "isc_valid": isc_valid,
         "isc_note": note,
-        "checkpoint": str(Path(a.ckpt).resolve()),
-        "model_kind": cfg.model.kind.value,
-        "weights": "ema" if a.ema else "raw",
         "sampler": sampler,
-        "n": a.n,
-        "seed": a.seed,
-        "sample_seeds": f"one generator seeded with {a.seed}, batches of {a.batch_size} in order",
-        "samples_dir": str(samples_dir.resolve()),
-        "extractor": {"features": spec.features, "name": spec.name, "weights_path": str(spec.weights_path.resolve()),
-                      "weights_sha256": spec.weights_sha256},
-        "reference": {"key": key, "cache_dir": str(cache_dir.resolve()), "dataset": cfg.data.name.value,
-                      "split": a.split.value, "num_images": n_real, "resolution": int(cfg.data.resolution),
-                      "channels": int(cfg.data.channels)},
+        **provenance(a, cfg, spec, key, n_real, cache_dir, samples_dir),
         "device": str(device),
-        "seconds": {"sampling": round(sampling_seconds, 2), "total": round(time.time() - started, 2)},
-        "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__},
-        "markdown_columns": list(MARKDOWN_COLUMNS),
+        "seconds": seconds,
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"genlab: wrote {out} ({a.n} samples in {samples_dir}, reference {key})")
