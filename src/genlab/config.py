@@ -288,6 +288,7 @@ class EvalArgs:
     cache_dir: Optional[str] = None
     split: Split = Split.test
     nll: bool = False  # also the variational bound on -log p(x) in bits/dim over the split
+    nll_images: Optional[int] = None  # the first N images of the split only (T network calls per batch); None: all
     out: str = "eval.json"  # samples go to <out without .json>_samples/
     seed: int = 0
     batch_size: int = 250

@@ -38,6 +38,8 @@ def parse_eval_args(args: list[str]) -> EvalArgs:
         raise GenlabError(f"n={parsed.n}: evaluate at least 10 samples (the Inception Score uses up to 10 splits).")
     if parsed.batch_size <= 0:
         raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
+    if parsed.nll_images is not None and parsed.nll_images <= 0:
+        raise GenlabError(f"nll_images={parsed.nll_images} must be a positive integer (or leave it out: all images).")
     if not parsed.out.endswith(".json"):
         raise GenlabError(f"out={parsed.out}: give a .json file; the samples go to a folder beside it.")
     return parsed
@@ -110,14 +112,16 @@ def isc_note(spec: ExtractorSpec) -> tuple[bool, str]:
     return True, "Inception Score over the 1008 ImageNet logits"
 
 
-def compute_nll(module: Any, cfg: DictConfig, split: str, batch_size: int, seed: int, device: torch.device) -> float:
-    """Mean variational bound on -log p(x) in bits/dim over the split (data quantised to 8 bits)."""
+def compute_nll(module: Any, cfg: DictConfig, split: str, batch_size: int, seed: int, device: torch.device,
+                limit: int | None = None) -> tuple[float, int]:
+    """Mean variational bound on -log p(x) in bits/dim over the split's first `limit` images (all by default),
+    with the data quantised to 8 bits; and the number of images."""
     from genlab.diffusion.likelihood import nll_bpd, quantize_to_bins
     from genlab.metrics.reference import split_images
 
     if not hasattr(module, "diffusion"):
         raise GenlabError("nll=true needs a diffusion checkpoint: only diffusion models have a likelihood bound here.")
-    images = split_images(cfg, split)[:, : int(cfg.data.channels)]  # [N, C, H, W] uint8, extra gray copies dropped
+    images = split_images(cfg, split)[:limit, : int(cfg.data.channels)]  # [N, C, H, W] uint8, gray copies dropped
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = []
     for batch in images.split(batch_size):
@@ -126,7 +130,7 @@ def compute_nll(module: Any, cfg: DictConfig, split: str, batch_size: int, seed:
         if module.conditional:  # the unconditional mode of a CFG model: the null label
             kwargs = {"y": torch.full((len(x0),), module.unet.null_class, device=device, dtype=torch.long)}
         totals.append(nll_bpd(module.diffusion, module.model_fn, x0, generator=generator, model_kwargs=kwargs)["total"])
-    return float(torch.cat(totals).mean())
+    return float(torch.cat(totals).mean()), len(images)
 
 
 def markdown_row(result: dict[str, Any]) -> str:
@@ -196,7 +200,9 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     metrics = fidelity_metrics(spec, samples_dir, SplitImages(cfg, a.split.value), key, n_real, cache_dir,
                                a.batch_size, device.type == "cuda", a.seed)
     if a.nll:
-        metrics["nll_bpd"] = compute_nll(module, cfg, a.split.value, a.batch_size, a.seed, device)
+        metrics["nll_bpd"], nll_images = compute_nll(module, cfg, a.split.value, a.batch_size, a.seed, device,
+                                                     a.nll_images)
+        metrics["nll_images"] = nll_images
     seconds["total"] = round(time.time() - started, 2)
     isc_valid, note = isc_note(spec)
     result = {

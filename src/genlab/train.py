@@ -46,7 +46,7 @@ def make_run_dir(cfg: DictConfig) -> Path:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> list[L.Callback]:
-    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see the EMA weights), then checkpoints."""
+    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see its weights), then checkpoints."""
     cb = cfg.callbacks
     callbacks: list[L.Callback] = []
     if cb.sample_grid.enabled and cfg.model.kind.value == "ddpm":

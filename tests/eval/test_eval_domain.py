@@ -76,16 +76,15 @@ def test_eval_writes_json_and_a_markdown_row_and_reuses_the_cache(
 ) -> None:
     calls = count_extractor_images(monkeypatch)
     args = ["eval", f"ckpt={fid_run / 'checkpoints' / 'last.ckpt'}", "n=12", "steps=3", "features=domain",
-            f"domain_classifier={classifier_ckpt}", f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'e.json'}",
-            "nll=true", "batch_size=64"]
-    assert main(args) == 0
+            f"domain_classifier={classifier_ckpt}", f"cache_dir={tmp_path / 'cache'}", "batch_size=64"]
+    assert main([*args, "nll=true", "nll_images=40", f"out={tmp_path / 'e.json'}"]) == 0
     first = sum(calls)
     result = json.loads((tmp_path / "e.json").read_text())
     for key in ("fid_domain", "kid_domain_mean", "kid_domain_std", "isc_domain_mean", "precision_domain",
                 "recall_domain", "nll_bpd"):
         assert key in result["metrics"] and result["metrics"][key] == result["metrics"][key]  # present, not NaN
     assert result["metrics"]["fid_domain"] > 0 and 1.0 <= result["metrics"]["isc_domain_mean"] <= 10.0
-    assert 0 < result["metrics"]["nll_bpd"] < 100
+    assert 0 < result["metrics"]["nll_bpd"] < 100 and result["metrics"]["nll_images"] == 40
     ref = result["reference"]
     assert ref["split"] == "test" and ref["num_images"] == 180 and ref["dataset"] == "digits"
     assert result["extractor"]["weights_sha256"][:12] in ref["key"]
@@ -99,7 +98,7 @@ def test_eval_writes_json_and_a_markdown_row_and_reuses_the_cache(
     assert list((tmp_path / "cache").glob(f"{ref['key']}-{DOMAIN_NAME}-features-pooled.pt"))
 
     calls.clear()
-    assert main(args[:-2] + [f"out={tmp_path / 'again.json'}"]) == 0
+    assert main([*args, f"out={tmp_path / 'again.json'}"]) == 0
     assert sum(calls) == 12  # the reference features came from the cache
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["metrics"]["fid_domain"] == pytest.approx(result["metrics"]["fid_domain"], rel=1e-9)
