@@ -23,8 +23,8 @@ commands:
   interpolate ckpt=PATH a=SOURCE b=SOURCE [n=8 steps=50 out=interp.png ema=true clip=true device=auto label=K]
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   eval    ckpt=PATH [n=10000 sampler=ddim steps=50 eta=0 guidance=W features=inception|domain
-          domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_images=N out=eval.json
-          seed=0 batch_size=250 ema=true device=auto]
+          domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_images=N
+          out=eval.json seed=0 batch_size=250 ema=true device=auto]
           FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
