@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -12,6 +12,8 @@ from genlab.errors import GenlabError
 from genlab.models.diffusion import DiffusionModule
 
 if TYPE_CHECKING:
+    import lightning as L
+
     from genlab.models.classifier import ClassifierModule
     from genlab.models.gan import GANModule
 
@@ -100,3 +102,22 @@ def load_classifier(path: str | Path) -> "ClassifierModule":
     module = ClassifierModule(ckpt["hyper_parameters"]["config"])
     _load_state(module, ckpt["state_dict"], path)
     return module.eval()
+
+
+# Loaders of the checkpoints that generate images, by model kind; each returns a module with
+# `eval_samples(n, seed, batch_size)`. A new kind registers here in one line, e.g. "gan": load_gan.
+GENERATOR_LOADERS: dict[str, Callable[[str | Path, bool], "L.LightningModule"]] = {
+    "ddpm": load_diffusion,
+    "gan": load_gan,
+}
+
+
+def load_generator(path: str | Path, ema: bool = True) -> "L.LightningModule":
+    """The generator of any kind in a checkpoint, in eval mode, with EMA (default) or raw weights."""
+    kind = checkpoint_kind(read_checkpoint(path))
+    if kind not in GENERATOR_LOADERS:
+        raise GenlabError(
+            f"{path} holds a {kind!r} model, which does not generate images; "
+            f"give a checkpoint of one of: {', '.join(sorted(GENERATOR_LOADERS))}."
+        )
+    return GENERATOR_LOADERS[kind](path, ema)

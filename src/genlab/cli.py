@@ -1,4 +1,7 @@
-"""The `genlab` command: train | sample | config. Bad input exits with status 2 and a message."""
+"""The `genlab` command: train | sample | config | invert | interpolate | eval.
+
+Bad input exits with status 2 and a message.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ commands:
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   compare RUN_DIR ... [out=compare.md]
           one table of runs: experiment, overrides, steps, wall time, final loss, best FID per extractor, checkpoint
+  eval    ckpt=PATH [n=10000 sampler=ddim steps=50 eta=0 guidance=W features=inception|domain
+          domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_images=N
+          out=eval.json seed=0 batch_size=250 ema=true device=auto]
+          FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 
@@ -33,6 +40,7 @@ Experiments live in experiments/, building blocks in configs/<group>/. Examples:
   genlab sample ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt sampler=ddim steps=50 n=64 out=grid.png
   genlab invert ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt image=index:12 steps=50 out=recon.png
   genlab interpolate ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt a=seed:0 b=index:12 n=8 out=interp.png
+  genlab eval ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt n=1000 features=domain domain_classifier=CLF.ckpt
 """
 
 
@@ -54,6 +62,12 @@ def _cmd_sample(args: list[str]) -> None:
     from genlab.sample import sample_command
 
     sample_command(args)
+
+
+def _cmd_eval(args: list[str]) -> None:
+    from genlab.evaluate import eval_command
+
+    eval_command(args)
 
 
 def _cmd_invert(args: list[str]) -> None:
@@ -81,6 +95,7 @@ COMMANDS = {
     "invert": _cmd_invert,
     "interpolate": _cmd_interpolate,
     "compare": _cmd_compare,
+    "eval": _cmd_eval,
 }
 
 

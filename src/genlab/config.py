@@ -87,6 +87,16 @@ class NonFinitePolicy(str, Enum):
     skip = "skip"  # drop that update and count it (train/skipped_steps)
 
 
+class FeatureName(str, Enum):
+    inception = "inception"  # torch-fidelity's InceptionV3 (the FID of the literature); needs its weights file
+    domain = "domain"  # a classifier trained in this project on the dataset itself (offline, any channels/size)
+
+
+class Split(str, Enum):
+    train = "train"
+    test = "test"  # the held-out split: the official test set (MNIST, CIFAR-10) or the seeded val_fraction split
+
+
 class LoggerName(str, Enum):
     csv = "csv"
     wandb = "wandb"
@@ -249,6 +259,22 @@ class CallbacksConfig:
 
 
 @dataclass
+class EvalConfig:
+    """FID during training (callbacks/fid.py); `genlab eval` reads the same feature settings from its arguments."""
+
+    enabled: bool = False
+    every_n_steps: int = 0  # a multiple of trainer.val_every_n_steps; 0: only at the end of training
+    num_samples: int = 1000  # generated images per evaluation (split across DDP ranks)
+    batch_size: int = 250
+    features: FeatureName = FeatureName.inception
+    inception_weights: Optional[str] = None  # None: torch hub's cache file (downloaded when online)
+    domain_classifier: Optional[str] = None  # classifier checkpoint (experiment=classifier_*) for features=domain
+    cache_dir: Optional[str] = None  # reference statistics; None: $TORCH_HOME/fidelity_cache
+    split: Split = Split.test  # the real images the samples are compared with
+    seed: int = 0  # fixed x_T, so FID moves only when the weights do
+
+
+@dataclass
 class Config:
     experiment: str = "ddpm_digits"
     seed: int = 0
@@ -264,10 +290,11 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 # Groups whose block can be chosen by name: `data=mnist` loads configs/data/mnist.yaml.
-CONFIG_GROUPS = ("data", "unet", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks")
+CONFIG_GROUPS = ("data", "unet", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks", "eval")
 
 
 @dataclass
@@ -293,3 +320,28 @@ class SampleArgs:
     classifier: Optional[str] = None  # noise-aware classifier checkpoint: classifier guidance
     classifier_scale: float = 0.0  # s in eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
     eval_classifier: Optional[str] = None  # classifier checkpoint that scores class accuracy (default: classifier)
+
+
+@dataclass
+class EvalArgs:
+    """Arguments of `genlab eval`."""
+
+    ckpt: str = MISSING
+    n: int = 10000
+    sampler: Optional[SamplerName] = None  # None: the checkpoint's own sampler settings
+    steps: Optional[int] = None
+    eta: Optional[float] = None
+    spacing: Optional[Spacing] = None
+    guidance: Optional[float] = None  # CFG weight w of a conditional model; None: the checkpoint's sampler.guidance
+    features: FeatureName = FeatureName.inception
+    domain_classifier: Optional[str] = None
+    inception_weights: Optional[str] = None
+    cache_dir: Optional[str] = None
+    split: Split = Split.test
+    nll: bool = False  # also the variational bound on -log p(x) in bits/dim over the split
+    nll_images: Optional[int] = None  # the first N images of the split only (T network calls per batch); None: all
+    out: str = "eval.json"  # samples go to <out without .json>_samples/
+    seed: int = 0
+    batch_size: int = 250
+    ema: bool = True
+    device: str = "auto"

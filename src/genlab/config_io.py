@@ -178,6 +178,33 @@ def validate(cfg: DictConfig) -> None:
     _check(per_class > 0, "callbacks.class_accuracy.per_class", per_class, "a positive integer")
     ckpt = cfg.callbacks.checkpoint
     _check(ckpt.every_n_steps > 0, "callbacks.checkpoint.every_n_steps", ckpt.every_n_steps, "a positive integer")
+    validate_eval(cfg)
+
+
+def validate_eval(cfg: DictConfig) -> None:
+    """The `eval` block: FID during training runs at validation ends, where the EMA weights are swapped in."""
+    ev = cfg.eval
+    _check(ev.num_samples >= 2, "eval.num_samples", ev.num_samples, ">= 2 (FID needs a covariance)")
+    _check(ev.batch_size > 0, "eval.batch_size", ev.batch_size, "a positive integer")
+    _check(ev.every_n_steps >= 0, "eval.every_n_steps", ev.every_n_steps, ">= 0 (0: only at the end of training)")
+    if not ev.enabled:
+        return
+    val_every = cfg.trainer.val_every_n_steps
+    _check(
+        ev.every_n_steps % val_every == 0,
+        "eval.every_n_steps",
+        ev.every_n_steps,
+        f"a multiple of trainer.val_every_n_steps = {val_every} (FID runs at validation ends)",
+    )
+    if cfg.model.kind.value == "classifier":
+        raise GenlabError(
+            "eval.enabled=true needs a model that generates images; a classifier does not. Set eval.enabled=false."
+        )
+    if ev.features.value == "domain" and not ev.domain_classifier:
+        raise GenlabError(
+            "eval.features=domain needs the classifier whose features FID uses: set eval.domain_classifier=PATH to "
+            "a checkpoint of experiment=classifier_* trained on the same dataset, or use eval.features=inception."
+        )
 
 
 def validate_gan(cfg: DictConfig) -> None:

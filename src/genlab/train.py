@@ -17,12 +17,19 @@ from omegaconf import DictConfig
 from genlab.build import build_datamodule, is_conditional, resolve_data_keys
 from genlab.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.callbacks.class_accuracy import load_scorer
+from genlab.callbacks.fid import FIDCallback
+from genlab.callbacks.images import image_grid, save_png
 from genlab.callbacks.interrupt import SaveOnSignal
 from genlab.callbacks.nonfinite import NonFiniteGuard
 from genlab.callbacks.resume_state import ResumeState
 from genlab.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from genlab.checkpoints import checkpoint_kind, read_checkpoint
-from genlab.run_record import read_record, record_end, record_start, write_record
+from genlab.config_io import save_config, to_container
+from genlab.errors import GenlabError
+from genlab.loggers import build_loggers
+from genlab.metrics.domain import check_domain_classifier
+from genlab.metrics.extractors import extractor_spec
+from genlab.models import DiffusionModule
 from genlab.resume import (
     check_same_run,
     find_resume_checkpoint,
@@ -31,11 +38,7 @@ from genlab.resume import (
     run_folder_of,
     saved_config,
 )
-from genlab.callbacks.images import image_grid, save_png
-from genlab.config_io import save_config, to_container
-from genlab.errors import GenlabError
-from genlab.loggers import build_loggers
-from genlab.models import DiffusionModule
+from genlab.run_record import read_record, record_end, record_start, write_record
 
 if TYPE_CHECKING:
     from genlab.models.classifier import ClassifierModule
@@ -65,13 +68,15 @@ def make_run_dir(cfg: DictConfig) -> Path:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None) -> list[L.Callback]:
-    """Sample grid, class accuracy and loss curve first, then EMA (so they see the EMA weights), then checkpoints."""
+    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see its weights), then checkpoints."""
     cb = cfg.callbacks
     callbacks: list[L.Callback] = []
     if cb.sample_grid.enabled and cfg.model.kind.value in ("ddpm", "gan"):
         callbacks.append(SampleGrid(run_dir / "samples", num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
     if scorer is not None:
         callbacks.append(ClassAccuracy(scorer, per_class=cb.class_accuracy.per_class, seed=cb.class_accuracy.seed))
+    if cfg.eval.enabled:
+        callbacks.append(FIDCallback(cfg))
     if cb.loss_curve:
         every = cfg.trainer.log_every_n_steps
         callbacks.append(LossCurve(run_dir / "loss_curve.png", every_n_steps=every, kind=cfg.model.kind.value))
@@ -176,6 +181,10 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     scorer = None
     if cfg.callbacks.class_accuracy.classifier:
         scorer = load_scorer(cfg.callbacks.class_accuracy.classifier, cfg.data.num_classes, is_conditional(cfg))
+    if cfg.eval.enabled:  # missing weights or classifier fail now, not after the first validation
+        spec = extractor_spec(cfg.eval.features.value, cfg.eval.inception_weights, cfg.eval.domain_classifier)
+        if spec.features == "domain":
+            check_domain_classifier(spec.weights_path, cfg.data, "eval.domain_classifier")
     resume_from = find_resume_checkpoint(cfg)
     kept_log: tuple[list[str], list[dict[str, str]]] = ([], [])
     resume_step = 0
@@ -230,6 +239,7 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     metrics = trainer.callback_metrics
     keys = ("train/loss", "val/loss", "val/acc_t0", "val/class_acc", "train/d_loss", "train/g_loss", "val/diversity")
     shown = [k for k in keys if k in metrics]
+    shown += [k for k in metrics if k.startswith("val/fid_")]
     if shown:
         summary += " (" + ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown) + ")"
     if hasattr(model, "sample_grid"):

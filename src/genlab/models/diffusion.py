@@ -127,3 +127,14 @@ class DiffusionModule(L.LightningModule):
         labels = torch.arange(num_classes).repeat_interleave(per_class)  # [0,0,..,1,1,..]: a row per class
         guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
         return self.sample(len(labels), seed=seed, guidance=guidance), per_class
+
+    def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
+        """n images in [-1, 1] for FID with the configured sampler: class-balanced labels for a conditional model.
+
+        The contract of every generator that `genlab eval` and the FID callback evaluate (the GAN has one too).
+        """
+        if not self.conditional:
+            return self.sample(n, seed=seed, batch_size=batch_size)
+        labels = torch.arange(n) % int(self.cfg.data.num_classes)  # [0, 1, .., K-1, 0, 1, ..]: balanced classes
+        guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
+        return self.sample(n, seed=seed, batch_size=batch_size, guidance=guidance)

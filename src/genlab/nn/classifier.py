@@ -99,12 +99,19 @@ class NoiseAwareClassifier(nn.Module):
         # to everything below it on the first step.
         self.head = nn.Linear(ch, num_classes)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Logits [B, num_classes] for x_t [B, C, H, W] at timesteps t [B]."""
+    @property
+    def num_features(self) -> int:
+        """Size of the pooled feature vector that the linear head reads."""
+        return self.head.in_features
+
+    def features(self, x: Tensor, t: Tensor) -> Tensor:
+        """Pooled penultimate features [B, C_mid] for x_t [B, C, H, W] at timesteps t [B] (FID's domain features)."""
         h = self.encoder(x, t).h  # [B, C_mid, R', R'], the middle-block output
         h = F.silu(self.out_norm(h))
         if self.attn_pool is not None:
-            pooled = self.attn_pool(h)  # [B, C_mid]
-        else:
-            pooled = h.mean(dim=(2, 3))  # [B, C_mid], global average pooling
-        return self.head(pooled)
+            return self.attn_pool(h)  # [B, C_mid]
+        return h.mean(dim=(2, 3))  # [B, C_mid], global average pooling
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """Logits [B, num_classes] for x_t [B, C, H, W] at timesteps t [B]."""
+        return self.head(self.features(x, t))
