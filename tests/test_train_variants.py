@@ -58,8 +58,6 @@ def test_resumed_run_keeps_its_wandb_run_id(tmp_path: Path, capsys: pytest.Captu
     first_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
     assert main([*args, "resume=auto", "trainer.max_steps=4"]) == 0
     assert json.loads((run_dir / "run.json").read_text())["wandb_id"] == first_id
-    offline_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert offline_runs and all(p.name.endswith(first_id) for p in offline_runs)
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
