@@ -185,3 +185,27 @@ def test_domain_classifier_of_other_data_is_rejected(fid_run: Path, tmp_path: Pa
             f"out={tmp_path / 'e.json'}"]
     assert main(args) == 2
     assert "must be a 'classifier' checkpoint" in capsys.readouterr().err
+
+
+def test_gan_run_logs_fid_and_genlab_eval_scores_it(
+    classifier_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same callback and command for a GAN: one comparison table for GANs and diffusion models.
+    run_dir = tmp_path / "gan"
+    gan = ["gan.latent_dim=8", "gan.g_channels=8", "gan.d_channels=8"]
+    args = ["train", "experiment=gan_digits", *TINY, *gan, "eval.enabled=true", "eval.features=domain",
+            f"eval.domain_classifier={classifier_ckpt}", "eval.num_samples=12", "eval.every_n_steps=3",
+            f"eval.cache_dir={tmp_path / 'cache'}", f"run_dir={run_dir}"]
+    assert main(args) == 0
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        assert [r["val/fid_domain"] for r in csv.DictReader(f) if r.get("val/fid_domain")]
+    capsys.readouterr()
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    common = [f"ckpt={ckpt}", "n=12", "features=domain", f"domain_classifier={classifier_ckpt}",
+              f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'gan.json'}"]
+    assert main(["eval", *common]) == 0
+    result = json.loads((tmp_path / "gan.json").read_text())
+    assert result["sampler"]["name"] == "G(z)" and result["metrics"]["fid_domain"] > 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("| last.ckpt | ema | G(z) | 12 |")
+    assert main(["eval", *common, "steps=5"]) == 2  # no sampler to set
+    assert main(["eval", *common, "nll=true"]) == 2  # no likelihood

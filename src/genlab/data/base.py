@@ -1,5 +1,6 @@
 """The shared DataModule base: options, [-1, 1] image transforms, seeded split, loaders."""
 
+import warnings
 from collections.abc import Callable
 from typing import Literal, get_args
 
@@ -215,6 +216,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume_position = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
+        # Lightning warns that a mid-epoch resume repeats data unless the DataLoader itself is stateful; here the
+        # DataModule restores the position (train_dataloader skips the used batches), so the warning is wrong.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
     def _require(self, dataset: Dataset[Item] | None) -> Dataset[Item]:
         if dataset is None:
