@@ -124,3 +124,11 @@ def test_bad_input_exits_2_without_traceback(
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x.png").exists()  # nothing half-written
+
+
+def test_missing_dataset_stops_before_a_run_folder_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "experiment=ddpm_mnist", f"data.root={tmp_path / 'nowhere'}", f"runs_root={tmp_path / 'runs'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "MNIST/raw" in err and "data.root=PATH" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

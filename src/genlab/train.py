@@ -170,6 +170,7 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     """Train the configured model; return the run folder. `overrides` (the command line) go to run.json."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
+    datamodule.check_available()  # a missing dataset leaves no run folder behind
     resolve_data_keys(cfg, datamodule)
     needs_labels = cfg.model.conditional or cfg.model.kind.value == "classifier"
     if needs_labels and cfg.data.num_classes is None:

@@ -180,6 +180,10 @@ class ImageDataModule(L.LightningDataModule):
     def _build_datasets(self) -> tuple[Dataset[Item], Dataset[Item]]:
         raise NotImplementedError
 
+    def check_available(self) -> None:
+        """Raise GenlabError now if the data cannot be found (before a run folder exists); datasets that are
+        listed or embedded at construction have nothing more to check."""
+
     def setup(self, stage: str | None = None) -> None:
         """Create the train and val datasets once (Lightning calls this on every rank)."""
         if self.train_dataset is None:

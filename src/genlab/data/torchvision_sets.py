@@ -69,6 +69,11 @@ class _TorchvisionDataModule(ImageDataModule):
                 f"or set data.download=true to fetch them.{hint}"
             )
 
+    def check_available(self) -> None:
+        """Missing files fail here, unless they are to be downloaded (prepare_data does that on one process)."""
+        if not self.download:
+            self._require_files()
+
     def prepare_data(self) -> None:
         """Download the files if asked to and they are missing (Lightning runs this on one process)."""
         if self.download and not self._files_present():
