@@ -99,3 +99,14 @@ def test_slurm_launch_file_is_valid_bash_and_resumable() -> None:
     text = script.read_text()
     for needed in ("srun", 'trainer.num_nodes="${SLURM_NNODES}"', "resume=auto", "--signal=SIGUSR1", "--requeue"):
         assert needed in text, needed
+
+
+def test_opt_in_learning_rate_scaling_with_the_global_batch(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train", "experiment=ddpm_digits", *SHORT, "data.batch_size=16", "trainer.scale_lr=true",
+            "trainer.reference_batch_size=8", "model.optim.lr=0.001", f"run_dir={run_dir}"]
+    assert main(args) == 0
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["global_batch"] == 16 and record["world_size"] == 1
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.002)  # x 16 / 8

@@ -217,6 +217,8 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop  # a NaN or inf in the loss or gradients
+    scale_lr: bool = False  # linear scaling rule: every lr x global batch / reference_batch_size
+    reference_batch_size: int = 128  # the global batch the configured learning rates were tuned for
 
 
 @dataclass

@@ -171,6 +171,8 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
     _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
     _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
+    ref = cfg.trainer.reference_batch_size
+    _check(ref > 0, "trainer.reference_batch_size", ref, "a positive integer")
     grid = cfg.callbacks.sample_grid
     _check(grid.num_images > 0, "callbacks.sample_grid.num_images", grid.num_images, "a positive integer")
     validate_gan(cfg)

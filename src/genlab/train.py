@@ -206,8 +206,12 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
         print(f"genlab: resuming {run_dir} from {resume_from} (step {resume_step})")
     rank_zero = trainer.is_global_zero
     started = time.time()
+    global_batch = cfg.data.batch_size * trainer.world_size
     if rank_zero:
         record_start(run_dir, cfg.experiment, overrides or {}, str(resume_from) if resume_from else None)
+        write_record(run_dir, global_batch=global_batch, world_size=trainer.world_size)
+        scaling = f", learning rates x {global_batch / cfg.trainer.reference_batch_size:g}" if cfg.trainer.scale_lr else ""
+        print(f"genlab: global batch {global_batch} = {cfg.data.batch_size} per device x {trainer.world_size}{scaling}")
         wandb = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
         if wandb is not None:
             write_record(run_dir, wandb_id=wandb.experiment.id)  # so that resume=auto continues this W&B run

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from genlab.build import build_classifier, build_diffusion
 from genlab.config_io import from_container
-from genlab.models.optim import adamw_with_warmup
+from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means
 
 
@@ -87,4 +87,5 @@ class ClassifierModule(L.LightningModule):
         self.log("val/acc_t0", correct_t0.mean(), on_epoch=True, batch_size=y.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_warmup(self.parameters(), self.cfg.model.optim)
+        lr = scaled_lr(self.cfg.model.optim.lr, self.cfg, self.trainer.world_size)
+        return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr)

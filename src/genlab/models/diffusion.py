@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
-from genlab.models.optim import adamw_with_warmup
+from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means
 from genlab.sampling import Guidance, generate
 
@@ -78,7 +78,8 @@ class DiffusionModule(L.LightningModule):
         self._log_terms("val", terms, t, on_step=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_warmup(self.parameters(), self.cfg.model.optim)
+        lr = scaled_lr(self.cfg.model.optim.lr, self.cfg, self.trainer.world_size)
+        return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr)
 
     @torch.no_grad()
     def sample(

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from genlab.adversarial import batch_diversity, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from genlab.build import build_discriminator, build_generator
 from genlab.config_io import from_container
+from genlab.models.optim import scaled_lr
 from genlab.errors import GenlabError
 from genlab.nn.gan import DiscriminatorOutput
 
@@ -81,9 +82,10 @@ class GANModule(L.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for G and D with their own learning rates and betas (TTUR, Heusel et al. 2017): [G, D]."""
         g, d = self.cfg.gan.g_optim, self.cfg.gan.d_optim
+        world = self.trainer.world_size
         return [
-            torch.optim.Adam(self.generator.parameters(), lr=g.lr, betas=tuple(g.betas)),
-            torch.optim.Adam(self.discriminator.parameters(), lr=d.lr, betas=tuple(d.betas)),
+            torch.optim.Adam(self.generator.parameters(), lr=scaled_lr(g.lr, self.cfg, world), betas=tuple(g.betas)),
+            torch.optim.Adam(self.discriminator.parameters(), lr=scaled_lr(d.lr, self.cfg, world), betas=tuple(d.betas)),
         ]
 
     def draw_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
