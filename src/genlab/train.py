@@ -88,7 +88,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | 
             )
         )
     ckpt_dir = run_dir / "checkpoints"
-    callbacks.append(ResumeState())
+    callbacks.append(ResumeState(cfg.seed))
     callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite.value))
     callbacks.append(SaveOnSignal(ckpt_dir / "last.ckpt"))
     # `last.ckpt` every N steps; the best by val/loss at each validation.
@@ -140,6 +140,7 @@ def build_trainer(
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the DataModule shards by rank itself (genlab.data.sampler)
     )
 
 

@@ -44,7 +44,8 @@ class ResumeState(L.Callback):
     was never interrupted.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
         self._pending: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -60,3 +61,7 @@ class ResumeState(L.Callback):
         if self._pending is not None:
             restore_rng(self._pending)
             self._pending = None
+        else:
+            # A fresh run starts its random stream here, so the first step does not depend on what came before
+            # (weight init, or Lightning's DDP setup, which reseeds): one device and W devices draw alike.
+            L.seed_everything(self.seed, workers=True, verbose=False)

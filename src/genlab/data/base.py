@@ -7,11 +7,11 @@ from typing import Literal, get_args
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from genlab.data.sampler import ResumableShuffle
+from genlab.data.sampler import ResumableShuffle, ShardedSequential
 from genlab.errors import GenlabError
 
 FitMode = Literal["resize", "pad", "center_crop"]
@@ -193,16 +193,28 @@ class ImageDataModule(L.LightningDataModule):
         """Batches in a (seed, epoch)-determined shuffle; drops the last partial batch when there is a full one."""
         dataset = self._require(self.train_dataset)
         size = len(dataset)  # type: ignore[arg-type]  # our datasets are sized
-        sampler = ResumableShuffle(size, seed=self.seed)
+        rank, world = self._rank_and_world()
+        sampler = ResumableShuffle(size, seed=self.seed, rank=rank, world_size=world)
         if self._resume_position is not None:  # resuming mid-epoch: skip the batches already trained on
             sampler.skip(self._resume_position["epoch"], self._resume_position["batches"] * self.batch_size)
             self._position = dict(self._resume_position)
             self._resume_position = None
-        return self._loader(dataset, sampler=sampler, drop_last=size >= self.batch_size)
+        return self._loader(dataset, sampler=sampler, drop_last=len(sampler) >= self.batch_size)
 
     def val_dataloader(self) -> DataLoader[Item]:
-        """Validation batches in a fixed order."""
-        return self._loader(self._require(self.val_dataset), sampler=None, drop_last=False)
+        """Validation batches in a fixed order; each DDP rank takes every W-th item."""
+        dataset = self._require(self.val_dataset)
+        rank, world = self._rank_and_world()
+        sampler = ShardedSequential(len(dataset), rank, world)  # type: ignore[arg-type]
+        return self._loader(dataset, sampler=sampler, drop_last=False)
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        """This process's rank and the number of processes; genlab shards the data itself (the Trainer is built
+        with use_distributed_sampler=False), so that the order stays (seed, epoch)-determined."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
 
     def on_after_batch_transfer(self, batch: Item, dataloader_idx: int) -> Item:
         """Count the training batches of the epoch (after any prefetching, so the count is what was trained on)."""
@@ -229,7 +241,7 @@ class ImageDataModule(L.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         return dataset
 
-    def _loader(self, dataset: Dataset[Item], *, sampler: ResumableShuffle | None, drop_last: bool) -> DataLoader[Item]:
+    def _loader(self, dataset: Dataset[Item], *, sampler: Sampler[int], drop_last: bool) -> DataLoader[Item]:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -13,7 +13,7 @@ from torch import Tensor
 from genlab.build import build_classifier, build_diffusion
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
-from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means
+from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
 
 
 class ClassifierModule(L.LightningModule):
@@ -53,7 +53,7 @@ class ClassifierModule(L.LightningModule):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample cross-entropy [B], correctness [B] (float) and t [B] on x_t = q_sample(x0, t, eps)."""
         x0, y = batch
-        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator)
+        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator, *rank_and_world(self))
         logits = self.classifier(self.diffusion.q_sample(x0, t, noise), t).float()  # [B, num_classes]
         loss = F.cross_entropy(logits, y, reduction="none")
         correct = (logits.argmax(dim=1) == y).float()

@@ -11,7 +11,7 @@ from torch import Tensor
 from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
-from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means
+from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
 from genlab.sampling import Guidance, generate
 
 
@@ -40,7 +40,7 @@ class DiffusionModule(L.LightningModule):
 
     def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> tuple[dict[str, Tensor], Tensor]:
         x0, y = batch
-        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator)
+        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator, *rank_and_world(self))
         model_kwargs = {"y": self.drop_labels(y, generator)} if self.conditional else {}
         terms = self.diffusion.training_losses(
             self.model_fn, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
@@ -56,7 +56,8 @@ class DiffusionModule(L.LightningModule):
         loss = terms["loss"].mean()
         batch_size = t.shape[0]
         kw = dict(on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=not on_step)
-        self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
+        # The total loss is averaged over ranks even per step: the curve is the global batch's, not rank 0's.
+        self.log(f"{stage}/loss", loss, prog_bar=True, **{**kw, "sync_dist": True})
         for name, value in terms.items():
             if name != "loss":
                 self.log(f"{stage}/{name}", value.mean(), **kw)

@@ -22,6 +22,7 @@ from genlab.adversarial import batch_diversity, discriminator_loss, generator_lo
 from genlab.build import build_discriminator, build_generator
 from genlab.config_io import from_container
 from genlab.models.optim import scaled_lr
+from genlab.models.timesteps import rank_and_world
 from genlab.errors import GenlabError
 from genlab.nn.gan import DiscriminatorOutput
 
@@ -89,8 +90,11 @@ class GANModule(L.LightningModule):
         ]
 
     def draw_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """z ~ N(0, I) [n, latent_dim] on the module's device."""
-        return torch.randn(n, self.latent_dim, device=self.device, generator=generator)
+        """z ~ N(0, I) [n, latent_dim] on the module's device; under DDP this rank's rows of a global-batch draw
+        (as for diffusion noise: ranks get different z, and W devices x n match one device x W n)."""
+        rank, world = rank_and_world(self)
+        z = torch.randn(n * world, self.latent_dim, device=self.device, generator=generator)
+        return z[rank::world]
 
     def discriminator_terms(self, real: Tensor, fake: Tensor, y: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """The discriminator's weighted loss and its named terms, plus mean D(x) and D(G(z)) for the logs."""

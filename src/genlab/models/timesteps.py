@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import lightning as L
 
 QUARTERS = 4
 
 
+def rank_and_world(module: "L.LightningModule") -> tuple[int, int]:
+    """(global rank, number of processes) of a module's Trainer; (0, 1) for a module used outside one."""
+    trainer = module._trainer
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
 def draw_timesteps_and_noise(
-    x0: Tensor, num_timesteps: int, generator: torch.Generator | None = None
+    x0: Tensor, num_timesteps: int, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1
 ) -> tuple[Tensor, Tensor]:
-    """t ~ U{0, ..., T-1} per sample and eps ~ N(0, I) shaped like x0, drawn in that order from `generator`."""
-    t = torch.randint(0, num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
-    noise = torch.randn(x0.shape, device=x0.device, generator=generator)
-    return t, noise
+    """t ~ U{0, ..., T-1} per sample and eps ~ N(0, I) shaped like x0, drawn in that order from `generator`.
+
+    Under DDP every rank draws for the whole global batch (world_size x B) from the same stream and keeps rows
+    rank, rank + W, ...: the rows its data shard holds (genlab.data.sampler). Ranks then get independent noise, and
+    W devices with batch B see the same (x0, t, eps) triples as one device with batch W x B.
+    """
+    n = x0.shape[0]
+    t = torch.randint(0, num_timesteps, (n * world_size,), device=x0.device, generator=generator)
+    noise = torch.randn((n * world_size, *x0.shape[1:]), device=x0.device, generator=generator)
+    return t[rank::world_size], noise[rank::world_size]
 
 
 def quarter_means(values: Tensor, t: Tensor, num_timesteps: int) -> dict[int, Tensor]:
