@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -110,3 +111,23 @@ def test_opt_in_learning_rate_scaling_with_the_global_batch(tmp_path: Path) -> N
     assert record["global_batch"] == 16 and record["world_size"] == 1
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.002)  # x 16 / 8
+
+
+def test_offline_wandb_run_holds_the_metrics_config_and_grids(tmp_path: Path) -> None:
+    from wandb_records import read_offline_run
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "genlab", "train", "experiment=ddpm_digits", "logger=wandb", *SHORT,
+            "trainer.max_steps=4", f"run_dir={run_dir}"]
+    done = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    history, config = read_offline_run(run_file)
+    logged = [(row["trainer/global_step"], row["train/loss"]) for row in history if "train/loss" in row]
+    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
+        in_csv = [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert logged == in_csv and len(logged) == 4  # the same loss curve as the CSV
+    assert config["config"]["experiment"] == "ddpm_digits" and config["config"]["trainer"]["max_steps"] == 4
+    grids = [row for row in history if row.get("val/samples/_type") == "images/separated"]  # wandb.Image rows
+    assert [row["trainer/global_step"] for row in grids] == [2, 4]
+    assert len(list(run_file.parent.glob("files/media/images/val/samples_*.png"))) == 2
