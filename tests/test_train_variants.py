@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,32 @@ def test_offline_wandb_run_holds_the_metrics_config_and_grids(tmp_path: Path) ->
     grids = [row for row in history if row.get("val/samples/_type") == "images/separated"]  # wandb.Image rows
     assert [row["trainer/global_step"] for row in grids] == [2, 4]
     assert len(list(run_file.parent.glob("files/media/images/val/samples_*.png"))) == 2
+
+
+def test_a_crashed_ddp_rank_ends_the_run_with_an_error_not_a_hang(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "genlab", "train", "experiment=ddpm_digits", *SHORT, "trainer.max_steps=100000",
+            "trainer.val_every_n_steps=100000", "callbacks.checkpoint.every_n_steps=5", "trainer.accelerator=cpu",
+            "trainer.devices=2", "trainer.strategy=ddp", "trainer.ddp_timeout_s=60", f"run_dir={run_dir}"]
+    proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "last.ckpt").is_file():  # both ranks are training
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1  # Lightning's second process, rank 1
+    os.kill(int(children[0]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)  # rank 0 must not wait forever
+    assert proc.returncode == 2, err[-2000:]
+    assert "another DDP process stopped answering" in err and "resume=auto" in err
+
+
+def test_wandb_checkpoint_artifacts_are_opt_in(tmp_path: Path) -> None:
+    from genlab.config_io import load_config, parse_overrides
+    from genlab.loggers import build_loggers
+
+    for flag, expected in (("false", False), ("true", "all")):
+        cfg = load_config(parse_overrides(["logger=wandb", f"logger.log_checkpoints={flag}", "logger.tags=[a,b]"]))
+        wandb_logger = build_loggers(cfg, tmp_path)[1]
+        assert wandb_logger._log_model == expected
+        assert wandb_logger._wandb_init["tags"] == ["a", "b"] and wandb_logger._wandb_init["project"] == "genlab"

@@ -217,6 +217,7 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop  # a NaN or inf in the loss or gradients
+    ddp_timeout_s: int = 1800  # strategy=ddp: a collective that a rank never reaches fails after this long
     scale_lr: bool = False  # linear scaling rule: every lr x global batch / reference_batch_size
     reference_batch_size: int = 128  # the global batch the configured learning rates were tuned for
 
@@ -229,6 +230,7 @@ class LoggerConfig:
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     run_name: Optional[str] = None  # None: the experiment's name
+    log_checkpoints: bool = False  # W&B: upload the run's checkpoints as artifacts (Lightning's log_model="all")
 
 
 @dataclass

@@ -171,6 +171,7 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
     _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
     _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
+    _check(cfg.trainer.ddp_timeout_s > 0, "trainer.ddp_timeout_s", cfg.trainer.ddp_timeout_s, "a positive integer")
     ref = cfg.trainer.reference_batch_size
     _check(ref > 0, "trainer.reference_batch_size", ref, "a positive integer")
     grid = cfg.callbacks.sample_grid

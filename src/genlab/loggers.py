@@ -59,5 +59,6 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, wandb_id: str | None) -> Logge
         tags=list(log.tags),
         name=log.run_name or cfg.experiment,
         save_dir=str(run_dir),
+        log_model="all" if log.log_checkpoints else False,
         **kwargs,
     )

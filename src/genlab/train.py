@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -112,6 +113,25 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | 
     return callbacks
 
 
+def build_strategy(cfg: DictConfig) -> str | DDPStrategy:
+    """trainer.strategy, with trainer.ddp_timeout_s for DDP: a rank that crashed or hangs ends the run with an error
+    after that long instead of leaving the others waiting in a collective."""
+    name = cfg.trainer.strategy
+    if name in ("ddp", "ddp_find_unused_parameters_true"):
+        return DDPStrategy(
+            timeout=datetime.timedelta(seconds=cfg.trainer.ddp_timeout_s),
+            find_unused_parameters=name.endswith("true"),
+        )
+    return name
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """A collective failed because another process died or stopped answering."""
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "timed out", "Timed out",
+                                   "NCCL communicator was aborted", "DistBackendError"))
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, scorer: "ClassifierModule | None" = None, wandb_id: str | None = None
 ) -> L.Trainer:
@@ -126,7 +146,7 @@ def build_trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        strategy=build_strategy(cfg),
         precision=t.precision,
         # Manual optimisation (the GAN) clips inside the module: Lightning refuses gradient_clip_val there.
         gradient_clip_val=None if gan else t.gradient_clip_val,
@@ -225,9 +245,16 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
         print(f"genlab: stopped by SIGTERM at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} "
               f"holds it. Continue with the same command and resume=auto run_dir={run_dir}.")
         return run_dir
-    except BaseException:
+    except BaseException as exc:
         if rank_zero:
             record_end(run_dir, started, trainer.global_step, "failed", {})
+        if trainer.world_size > 1 and isinstance(exc, RuntimeError) and lost_peer(exc):
+            raise GenlabError(
+                f"another DDP process stopped answering at step {trainer.global_step} "
+                f"({str(exc).splitlines()[0][:160]}); this one stopped too. See the other processes' logs. "
+                f"The last checkpoint is {run_dir / 'checkpoints' / 'last.ckpt'}: continue with resume=auto "
+                f"run_dir={run_dir}."
+            ) from None
         raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
