@@ -94,3 +94,9 @@ def generate(
 def to_uint8(images: Tensor) -> Tensor:
     """[-1, 1] floats to 0..255 uint8, rounded (what PNG writers and wandb.Image expect)."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def grid_labels(num_images: int, num_classes: int) -> tuple[Tensor, int]:
+    """Labels [0,0,..,1,1,..] for a grid with one row per class, and the row length (about num_images / classes)."""
+    per_class = max(1, num_images // num_classes)
+    return torch.arange(num_classes).repeat_interleave(per_class), per_class

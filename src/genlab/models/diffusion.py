@@ -12,7 +12,7 @@ from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
-from genlab.sampling import Guidance, generate
+from genlab.sampling import Guidance, generate, grid_labels
 
 
 class DiffusionModule(L.LightningModule):
@@ -124,9 +124,7 @@ class DiffusionModule(L.LightningModule):
         """Images for the validation grid and its row length: one row per class for a conditional model."""
         if not self.conditional:
             return self.sample(num_images, seed=seed), 0
-        num_classes = int(self.cfg.data.num_classes)
-        per_class = max(1, num_images // num_classes)
-        labels = torch.arange(num_classes).repeat_interleave(per_class)  # [0,0,..,1,1,..]: a row per class
+        labels, per_class = grid_labels(num_images, int(self.cfg.data.num_classes))
         guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
         return self.sample(len(labels), seed=seed, guidance=guidance), per_class
 

@@ -25,6 +25,7 @@ from genlab.models.optim import scaled_lr
 from genlab.models.timesteps import rank_and_world
 from genlab.errors import GenlabError
 from genlab.nn.gan import DiscriminatorOutput
+from genlab.sampling import grid_labels
 
 WARN_EVERY = 100  # generator steps between two warnings of the same kind
 
@@ -232,9 +233,7 @@ class GANModule(L.LightningModule):
         """Images for the validation grid (a fixed latent batch) and its row length: a row per class if conditional."""
         if not self.conditional:
             return self.sample(num_images, seed=seed), 0
-        num_classes = int(self.cfg.data.num_classes)
-        per_class = max(1, num_images // num_classes)
-        labels = torch.arange(num_classes).repeat_interleave(per_class)  # [0,0,..,1,1,..]: a row per class
+        labels, per_class = grid_labels(num_images, int(self.cfg.data.num_classes))
         return self.sample(len(labels), seed=seed, labels=labels), per_class
 
     def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
