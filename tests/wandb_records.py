@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,14 @@ def _key(item: Any) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_offline_run(run_file: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(history rows, config) of one offline run file."""
+def read_offline_run(run_file: Path, timeout: float = 60.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(history rows, config) of one offline run file, once its exit record is written (wandb's service process
+    may still be writing just after the training process ended)."""
+    deadline = time.time() + timeout
+    while not any(r.WhichOneof("record_type") == "exit" for r in _records(run_file)):
+        if time.time() > deadline:
+            raise TimeoutError(f"{run_file} has no exit record after {timeout} s")
+        time.sleep(0.5)
     history: list[dict[str, Any]] = []
     config: dict[str, Any] = {}
     for record in _records(run_file):

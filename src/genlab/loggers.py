@@ -62,3 +62,13 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, wandb_id: str | None) -> Logge
         log_model="all" if log.log_checkpoints else False,
         **kwargs,
     )
+
+
+def finish_wandb(loggers: list[Logger]) -> None:
+    """End the W&B run of this process: wandb.finish() waits until everything logged is written (offline: the
+    run file is complete when genlab exits) or uploaded. Lightning leaves the run open."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()

@@ -27,7 +27,7 @@ from genlab.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from genlab.checkpoints import checkpoint_kind, read_checkpoint
 from genlab.config_io import save_config, to_container
 from genlab.errors import GenlabError
-from genlab.loggers import build_loggers
+from genlab.loggers import build_loggers, finish_wandb
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import extractor_spec
 from genlab.models import DiffusionModule
@@ -258,6 +258,8 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
         raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
+        if rank_zero:
+            finish_wandb(trainer.loggers)
     if not rank_zero:
         return run_dir
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
