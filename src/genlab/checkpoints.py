@@ -73,20 +73,24 @@ def _weights(ckpt: dict[str, Any], path: str | Path, ema: bool) -> dict[str, Any
     return ckpt["state_dict"] if (ema or not has_ema) else ckpt["current_model_state"]
 
 
-def load_diffusion(path: str | Path, ema: bool = True) -> DiffusionModule:
-    """The DiffusionModule of a checkpoint in eval mode, with EMA weights (default) or the raw ones."""
-    ckpt = read_checkpoint(path)
+def load_diffusion(path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None) -> DiffusionModule:
+    """The DiffusionModule of a checkpoint in eval mode, with EMA weights (default) or the raw ones.
+
+    `ckpt`: the checkpoint already read from `path` by read_checkpoint, so that it is read only once.
+    """
+    ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     _require_kind(ckpt, path, "ddpm", "ckpt")
     module = DiffusionModule(ckpt["hyper_parameters"]["config"])
     _load_state(module, _weights(ckpt, path, ema), path)
     return module.eval()
 
 
-def load_gan(path: str | Path, ema: bool = True) -> "GANModule":
-    """The GANModule of a checkpoint in eval mode, with the EMA generator (default) or the raw one."""
+def load_gan(path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None) -> "GANModule":
+    """The GANModule of a checkpoint in eval mode, with the EMA generator (default) or the raw one; `ckpt` as for
+    load_diffusion."""
     from genlab.models.gan import GANModule
 
-    ckpt = read_checkpoint(path)
+    ckpt = ckpt if ckpt is not None else read_checkpoint(path)
     _require_kind(ckpt, path, "gan", "ckpt")
     module = GANModule(ckpt["hyper_parameters"]["config"])
     _load_state(module, _weights(ckpt, path, ema), path)
@@ -106,18 +110,22 @@ def load_classifier(path: str | Path) -> "ClassifierModule":
 
 # Loaders of the checkpoints that generate images, by model kind; each returns a module with
 # `eval_samples(n, seed, batch_size)`. A new kind registers here in one line, e.g. "gan": load_gan.
-GENERATOR_LOADERS: dict[str, Callable[[str | Path, bool], "L.LightningModule"]] = {
+GENERATOR_LOADERS: dict[str, Callable[[str | Path, bool, dict[str, Any] | None], "L.LightningModule"]] = {
     "ddpm": load_diffusion,
     "gan": load_gan,
 }
 
 
-def load_generator(path: str | Path, ema: bool = True) -> "L.LightningModule":
-    """The generator of any kind in a checkpoint, in eval mode, with EMA (default) or raw weights."""
-    kind = checkpoint_kind(read_checkpoint(path))
+def load_generator(
+    path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None
+) -> "L.LightningModule":
+    """The generator of any kind in a checkpoint, in eval mode, with EMA (default) or raw weights; `ckpt` as for
+    load_diffusion."""
+    ckpt = ckpt if ckpt is not None else read_checkpoint(path)
+    kind = checkpoint_kind(ckpt)
     if kind not in GENERATOR_LOADERS:
         raise GenlabError(
             f"{path} holds a {kind!r} model, which does not generate images; "
             f"give a checkpoint of one of: {', '.join(sorted(GENERATOR_LOADERS))}."
         )
-    return GENERATOR_LOADERS[kind](path, ema)
+    return GENERATOR_LOADERS[kind](path, ema, ckpt)

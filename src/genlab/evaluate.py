@@ -153,18 +153,18 @@ def markdown_row(result: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def weights_used(path: str, ema: bool) -> str:
+def weights_used(ckpt: dict[str, Any], ema: bool) -> str:
     """"ema" or "raw": what load_generator actually loaded (a run without EMA has raw weights only)."""
-    return "ema" if ema and "current_model_state" in read_checkpoint(path) else "raw"
+    return "ema" if ema and "current_model_state" in ckpt else "raw"
 
 
 def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_real: int, cache_dir: Path,
-               samples_dir: Path) -> dict[str, Any]:
+               samples_dir: Path, weights: str) -> dict[str, Any]:
     """Where every number came from: checkpoint, weights, samples, extractor, reference statistics."""
     return {
         "checkpoint": str(Path(a.ckpt).resolve()),
         "model_kind": cfg.model.kind.value,
-        "weights": weights_used(a.ckpt, a.ema),
+        "weights": weights,
         "n": a.n,
         "seed": a.seed,
         "sample_seeds": f"one generator seeded with {a.seed}, batches of {a.batch_size} in order",
@@ -186,7 +186,10 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     samples_dir = out.with_name(out.stem + "_samples")
     check_writable(f"{samples_dir}/")  # the folder beside the JSON: fails before sampling, not after
     spec = extractor_spec(a.features.value, a.inception_weights, a.domain_classifier, prefix="")
-    module = load_generator(a.ckpt, ema=a.ema)
+    ckpt = read_checkpoint(a.ckpt)
+    module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
+    weights = weights_used(ckpt, a.ema)
+    del ckpt  # the module holds its weights now
     sampler = apply_sampler_args(module, a)
     if a.nll and not hasattr(module, "diffusion"):  # before sampling, not after
         raise GenlabError("nll=true: a GAN has no likelihood to bound; NLL is for diffusion checkpoints.")
@@ -217,7 +220,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
         "isc_valid": isc_valid,
         "isc_note": note,
         "sampler": sampler,
-        **provenance(a, cfg, spec, key, n_real, cache_dir, samples_dir),
+        **provenance(a, cfg, spec, key, n_real, cache_dir, samples_dir, weights),
         "device": str(device),
         "seconds": seconds,
     }

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from genlab.callbacks.images import image_grid, save_png
-from genlab.checkpoints import checkpoint_kind, load_diffusion, read_checkpoint
+from genlab.checkpoints import checkpoint_kind, load_diffusion, load_gan, read_checkpoint
 from genlab.config import Spacing
 from genlab.config_io import parse_command_args
 from genlab.data.base import image_transform
@@ -192,9 +192,9 @@ class Inversion:
     extra: Optional[dict] = None  # inverter-specific numbers for the JSON record
 
 
-def invert_ddpm(a: InvertArgs, source: Source) -> Inversion:
+def invert_ddpm(a: InvertArgs, source: Source, ckpt: dict) -> Inversion:
     """DDIM-invert the target to x_T with `steps`, then decode x_T with DDIM eta = 0 and the same steps."""
-    module = load_diffusion(a.ckpt, ema=a.ema)
+    module = load_diffusion(a.ckpt, ema=a.ema, ckpt=ckpt)
     check_steps(a.steps, module.diffusion.num_timesteps)
     module.to(pick_device(a.device))
     image, item_label = load_source_image(source, module.cfg)
@@ -207,14 +207,13 @@ def invert_ddpm(a: InvertArgs, source: Source) -> Inversion:
     return Inversion(target=x0.cpu(), latent_view=standardise(x_T).cpu(), recon=recon.clamp(-1, 1).cpu())
 
 
-def invert_gan(a: InvertArgs, source: Source) -> Inversion:
+def invert_gan(a: InvertArgs, source: Source, ckpt: dict) -> Inversion:
     """Optimise z (Adam, `restarts` random starts) so that G(z) matches the target; see genlab.adversarial."""
     from genlab.adversarial import invert_generator
-    from genlab.checkpoints import load_gan
 
     if a.restarts < 1 or a.lr <= 0 or a.feature_weight < 0:
         raise GenlabError(f"restarts={a.restarts}, lr={a.lr}, feature_weight={a.feature_weight}: need >= 1, > 0, >= 0.")
-    module = load_gan(a.ckpt, ema=a.ema)
+    module = load_gan(a.ckpt, ema=a.ema, ckpt=ckpt)
     module.to(pick_device(a.device))
     module.requires_grad_(False)  # only z is optimised
     image, item_label = load_source_image(source, module.cfg)
@@ -243,7 +242,8 @@ def invert_gan(a: InvertArgs, source: Source) -> Inversion:
 
 
 # Inverters by the checkpoint's model.kind; a new model family adds its own entry.
-INVERTERS: dict[str, Callable[[InvertArgs, Source], Inversion]] = {"ddpm": invert_ddpm, "gan": invert_gan}
+# Each gets the checkpoint already read (read_checkpoint), so it is read once.
+INVERTERS: dict[str, Callable[[InvertArgs, Source, dict], Inversion]] = {"ddpm": invert_ddpm, "gan": invert_gan}
 
 
 def invert_command(args: list[str]) -> None:
@@ -258,12 +258,12 @@ def invert_command(args: list[str]) -> None:
     source = parse_source(a.image, "image", bare_int="index", allow_seed=False)
     if a.steps < 1:
         raise GenlabError(f"steps={a.steps} is out of range: it must be a positive integer.")
-    # The checkpoint is read once here for its kind and once more by the inverter's loader (small next to inverting).
-    kind = checkpoint_kind(read_checkpoint(a.ckpt))
+    ckpt = read_checkpoint(a.ckpt)
+    kind = checkpoint_kind(ckpt)
     if kind not in INVERTERS:
         supported = ", ".join(sorted(INVERTERS))
         raise GenlabError(f"{a.ckpt} holds a {kind!r} model; invert supports {supported} checkpoints.")
-    result = INVERTERS[kind](a, source)
+    result = INVERTERS[kind](a, source, ckpt)
     mse = float(((to_unit(result.recon) - to_unit(result.target)) ** 2).mean())
     panels = torch.cat([result.target, result.latent_view, result.recon])  # [3, C, H, W]
     save_png(image_grid(panels, nrow=3), Path(a.out))

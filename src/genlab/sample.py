@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from genlab.callbacks.images import image_grid, save_png
-from genlab.checkpoints import checkpoint_kind, load_classifier, load_diffusion, read_checkpoint
+from genlab.checkpoints import checkpoint_kind, load_classifier, load_diffusion, load_gan, read_checkpoint
 from genlab.config import SampleArgs
 from genlab.config_io import parse_command_args, validate_sampler
 from genlab.errors import GenlabError
@@ -74,20 +74,18 @@ def sample_command(args: list[str]) -> None:
     """Run `genlab sample` with command-line arguments: dispatch on the checkpoint's model kind."""
     a = parse_sample_args(args)
     check_writable(a.out)
-    kind = checkpoint_kind(read_checkpoint(a.ckpt))
-    if kind == "gan":
-        sample_gan(a)
+    ckpt = read_checkpoint(a.ckpt)
+    if checkpoint_kind(ckpt) == "gan":
+        sample_gan(a, ckpt)
     else:
-        sample_diffusion(a)
+        sample_diffusion(a, ckpt)
 
 
-def sample_gan(a: SampleArgs) -> None:
+def sample_gan(a: SampleArgs, ckpt: dict[str, Any]) -> None:
     """G(z) for z drawn with `seed`; `classes=` for a class-conditional generator. No sampler, no guidance."""
-    from genlab.checkpoints import load_gan
-
     if a.guidance is not None or a.guidance_scale is not None or a.classifier is not None or a.classifier_scale:
         raise GenlabError("guidance, guidance_scale, classifier and classifier_scale apply to diffusion models, not GANs.")
-    module = load_gan(a.ckpt, ema=a.ema)
+    module = load_gan(a.ckpt, ema=a.ema, ckpt=ckpt)
     classes = parse_classes(a.classes, module.cfg.data.num_classes)
     if classes is not None and not module.conditional:
         raise GenlabError("classes= needs a class-conditional GAN (model.conditional=true); this one is unconditional.")
@@ -103,9 +101,9 @@ def sample_gan(a: SampleArgs) -> None:
     report_accuracy(scorer, images, labels)
 
 
-def sample_diffusion(a: SampleArgs) -> None:
+def sample_diffusion(a: SampleArgs, ckpt: dict[str, Any]) -> None:
     """DDPM or DDIM sampling, with classifier-free or classifier guidance."""
-    module = load_diffusion(a.ckpt, ema=a.ema)
+    module = load_diffusion(a.ckpt, ema=a.ema, ckpt=ckpt)
     validate_sampler(a.steps, a.eta, module.diffusion.num_timesteps)
     guidance, classifier = build_guidance(a, module)
     scorer = load_classifier(a.eval_classifier) if a.eval_classifier else classifier
