@@ -115,7 +115,7 @@ class GANModule(L.LightningModule):
             # Lazy regularisation (Karras et al. 2020): every k steps, weighted by k to keep the same strength.
             terms["r1"] = r1_penalty(score_fn, real)
         loss = sum(weights[name] * value for name, value in terms.items())
-        stats = {"d_real": real_out.logits.mean().detach(), "d_fake": fake_out.logits.mean().detach()}
+        stats = {"real": real_out.logits.mean().detach(), "fake": fake_out.logits.mean().detach()}
         return loss, {**terms, **stats}
 
     def generator_terms(self, fake: Tensor, y: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -167,7 +167,7 @@ class GANModule(L.LightningModule):
         self.untoggle_optimizer(opt_d)
         self.d_updates += 1
         logs = {"train/d_loss": d_loss.detach(), "train/d_grad_norm": d_norm}
-        logs.update({f"train/{k}" if k.startswith("d_") else f"train/d_{k}": v.detach() for k, v in d_terms.items()})
+        logs.update({f"train/d_{k}": v.detach() for k, v in d_terms.items()})
 
         if self.d_updates % self.cfg.gan.d_steps == 0:
             # Generator: toggling freezes D's parameters, so only G gets gradients.
