@@ -22,10 +22,12 @@ class SaveOnSignal(L.Callback):
         self.path = Path(path)
         self.received: str | None = None
         self.saved_step: int | None = None
+        self._installed_sigusr1 = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if hasattr(signal, "SIGUSR1") and signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGUSR1, self._on_signal)
+            self._installed_sigusr1 = True
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(signum: int, frame: Any) -> None:
@@ -34,6 +36,13 @@ class SaveOnSignal(L.Callback):
                 previous(signum, frame)  # Lightning's handler: it raises SIGTERMException after the batch
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Lightning restores its own SIGTERM handlers after fit; put SIGUSR1 back too, so that a later run in this
+        # process installs its own handler instead of finding this finished run's.
+        if self._installed_sigusr1:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+            self._installed_sigusr1 = False
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received = signal.Signals(signum).name
