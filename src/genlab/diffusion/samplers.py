@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from genlab.diffusion.classifier_guidance import CondFn, guided_eps, guided_mean
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
+from genlab.diffusion.respace import respace
 from genlab.diffusion.schedules import ddim_timesteps
 
 
@@ -62,23 +63,32 @@ def ddpm_sample(
     model_kwargs: dict | None = None,
     cond_fn: CondFn | None = None,
     progress: bool = False,
+    steps: int | None = None,
+    spacing: str = "uniform",
+    variance: str | None = None,
 ) -> Tensor:
-    """Ancestral sampling over all T steps, t = T-1, ..., 0 (Algorithm 2).
+    """Ancestral sampling, t = T-1, ..., 0 (Algorithm 2); over `steps` respaced steps when given (respace.py).
 
-    Draw order from `generator`: x_T (unless given), then one N(0, I) tensor per step for t = T-1, ..., 1;
-    none for t = 0, which adds no noise. With `cond_fn`, each step's mean becomes mean + Sigma * cond_fn(x_t, t),
-    Sigma the model variance (classifier guidance, Dhariwal & Nichol Algorithm 1).
+    `variance` ("beta" or "beta_tilde") overrides the diffusion's sigma_t^2 for sampling. Draw order from
+    `generator`: x_T (unless given), then one N(0, I) tensor per step except the last, which adds no noise.
+    With `cond_fn`, each step's mean becomes mean + Sigma * cond_fn(x_t, t), Sigma the model variance
+    (classifier guidance, Dhariwal & Nichol Algorithm 1). model_fn and cond_fn always see original timesteps.
     """
+    process, timestep_map = diffusion, None
+    if (steps not in (None, diffusion.num_timesteps) or spacing != "uniform"
+            or variance not in (None, diffusion.variance)):
+        process, timestep_map = respace(diffusion, steps or diffusion.num_timesteps, spacing, variance)
     x = _initial_noise(diffusion, shape, x_T, generator)
     model_kwargs = model_kwargs or {}
-    for i in tqdm(range(diffusion.num_timesteps - 1, -1, -1), desc="DDPM", disable=not progress):
-        t = _timestep_batch(i, x)
-        eps = model_fn(x, t, **model_kwargs)
-        out = diffusion.p_mean_variance_from_eps(x, t, eps, clip_denoised)
+    for i in tqdm(range(process.num_timesteps - 1, -1, -1), desc="DDPM", disable=not progress):
+        t = _timestep_batch(i, x)  # the step of `process`
+        t_model = t if timestep_map is None else _timestep_batch(int(timestep_map[i]), x)  # the original timestep
+        eps = model_fn(x, t_model, **model_kwargs)
+        out = process.p_mean_variance_from_eps(x, t, eps, clip_denoised)
         if cond_fn is not None:
-            out = {**out, "mean": guided_mean(out["mean"], out["variance"], cond_fn(x, t))}
+            out = {**out, "mean": guided_mean(out["mean"], out["variance"], cond_fn(x, t_model))}
         noise = _randn_like(x, generator) if i > 0 else torch.zeros_like(x)
-        x = ddpm_step(diffusion, out, t, noise)
+        x = ddpm_step(process, out, t, noise)
     return x
 
 
