@@ -1,4 +1,4 @@
-"""The `genlab` command: train | sample | config | invert | interpolate | eval.
+"""The `genlab` command: train | sample | config | invert | interpolate | compare | eval | table.
 
 Bad input exits with status 2 and a message.
 """
@@ -26,10 +26,14 @@ commands:
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   compare RUN_DIR ... [out=compare.md]
           one table of runs: experiment, overrides, steps, wall time, final loss, best FID per extractor, checkpoint
-  eval    ckpt=PATH [n=10000 sampler=ddim steps=50 eta=0 guidance=W features=inception|domain
+  eval    ckpt=PATH [n=10000 sampler=ddim|ddpm steps=50 eta=0 variance=beta|beta_tilde guidance=W features=inception|domain
           domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_images=N
           out=eval.json seed=0 batch_size=250 ema=true device=auto]
           FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
+  table   SPEC [ckpt=PATH ckpts.NAME=PATH n=N seeds=[0,1] features=inception|domain domain_classifier=PATH
+          classifier=PATH eval_classifier=PATH out=tables batch_size=250 wandb=true|false ...]
+          run a sweep spec (experiments/tables/*.yaml, or its name): every cell evaluated as genlab eval does,
+          cached by its settings' hash (a rerun skips finished cells); writes <out>/<name>.md, .csv and .png
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 
@@ -41,6 +45,7 @@ Experiments live in experiments/, building blocks in configs/<group>/. Examples:
   genlab invert ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt image=index:12 steps=50 out=recon.png
   genlab interpolate ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt a=seed:0 b=index:12 n=8 out=interp.png
   genlab eval ckpt=runs/ddpm_digits/.../checkpoints/last.ckpt n=1000 features=domain domain_classifier=CLF.ckpt
+  genlab table ddim_steps_eta ckpt=runs/ddpm_mnist/.../checkpoints/last.ckpt n=1000 features=domain domain_classifier=CLF.ckpt
 """
 
 
@@ -82,6 +87,12 @@ def _cmd_interpolate(args: list[str]) -> None:
     interpolate_command(args)
 
 
+def _cmd_table(args: list[str]) -> None:
+    from genlab.tables.command import table_command
+
+    table_command(args)
+
+
 def _cmd_compare(args: list[str]) -> None:
     from genlab.compare import compare_command
 
@@ -96,6 +107,7 @@ COMMANDS = {
     "interpolate": _cmd_interpolate,
     "compare": _cmd_compare,
     "eval": _cmd_eval,
+    "table": _cmd_table,
 }
 
 

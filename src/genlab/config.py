@@ -195,9 +195,11 @@ class GANConfig:
 @dataclass
 class SamplerConfig:
     name: SamplerName = SamplerName.ddim
-    steps: int = 50  # DDIM only; DDPM always runs all T steps
+    steps: int = 50  # DDIM only
     eta: float = 0.0  # DDIM only
-    spacing: Spacing = Spacing.uniform  # DDIM only
+    spacing: Spacing = Spacing.uniform  # DDIM, and DDPM with ddpm_steps
+    ddpm_steps: Optional[int] = None  # DDPM only: ancestral sampling over this many respaced steps; None: all T
+    variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
     clip_denoised: bool = True
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
 
@@ -279,6 +281,29 @@ class EvalConfig:
 
 
 @dataclass
+class TableArgs:
+    """Arguments of `genlab table SPEC`; n, seeds and batch_size override the spec's."""
+
+    ckpt: Optional[str] = None  # the checkpoint of every row that names none
+    ckpts: Dict[str, str] = field(default_factory=dict)  # ckpts.NAME=PATH for rows with `ckpt: NAME`
+    n: Optional[int] = None
+    seeds: Optional[List[int]] = None
+    values: Optional[List[Any]] = None  # replace the spec's column values, e.g. values=[10,20,50] (fewer DDIM steps)
+    batch_size: Optional[int] = None
+    features: FeatureName = FeatureName.inception
+    domain_classifier: Optional[str] = None
+    inception_weights: Optional[str] = None
+    classifier: Optional[str] = None  # the noise-aware classifier of classifier_scale cells
+    eval_classifier: Optional[str] = None  # scores class accuracy at t = 0; None: domain_classifier, else classifier
+    cache_dir: Optional[str] = None  # reference statistics, as genlab eval
+    split: Split = Split.test
+    out: str = "tables"  # <out>/<name>.md, .csv, .png, and finished cells in <out>/cells/<name>/
+    ema: bool = True
+    device: str = "auto"
+    wandb: Optional[bool] = None  # log a wandb.Table; None: when the checkpoint's run used logger=wandb
+
+
+@dataclass
 class Config:
     experiment: str = "ddpm_digits"
     seed: int = 0
@@ -337,6 +362,7 @@ class EvalArgs:
     eta: Optional[float] = None
     spacing: Optional[Spacing] = None
     guidance: Optional[float] = None  # CFG weight w of a conditional model; None: the checkpoint's sampler.guidance
+    variance: Optional[Variance] = None  # sampler=ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
     features: FeatureName = FeatureName.inception
     domain_classifier: Optional[str] = None
     inception_weights: Optional[str] = None

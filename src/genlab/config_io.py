@@ -166,7 +166,8 @@ def validate(cfg: DictConfig) -> None:
     _check(len(cfg.model.optim.betas) == 2, "model.optim.betas", list(cfg.model.optim.betas), "two numbers")
     _check(cfg.model.optim.warmup_steps >= 0, "model.optim.warmup_steps", cfg.model.optim.warmup_steps, ">= 0")
     _check(0.0 < cfg.model.ema.decay < 1.0, "model.ema.decay", cfg.model.ema.decay, "in (0, 1)")
-    validate_sampler(cfg.sampler.steps, cfg.sampler.eta, cfg.diffusion.timesteps, prefix="sampler.")
+    validate_sampler(cfg.sampler.steps, cfg.sampler.eta, cfg.diffusion.timesteps, prefix="sampler.",
+                     ddpm_steps=cfg.sampler.ddpm_steps)
     _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
     _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
     _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
@@ -236,10 +237,13 @@ def validate_gan(cfg: DictConfig) -> None:
         )
 
 
-def validate_sampler(steps: int, eta: float, timesteps: int, prefix: str = "") -> None:
+def validate_sampler(steps: int, eta: float, timesteps: int, prefix: str = "", ddpm_steps: int | None = None) -> None:
     """Sampler settings must fit the model's number of diffusion steps T."""
     _check(1 <= steps <= timesteps, f"{prefix}steps", steps, f"between 1 and the model's T = {timesteps}")
     _check(eta >= 0.0, f"{prefix}eta", eta, ">= 0")
+    if ddpm_steps is not None:
+        _check(2 <= ddpm_steps <= timesteps, f"{prefix}ddpm_steps", ddpm_steps,
+               f"between 2 and the model's T = {timesteps} (or null: all T steps)")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -49,18 +49,28 @@ def apply_sampler_args(module: Any, a: EvalArgs) -> dict[str, Any]:
     """Write the sampler arguments given into the module's config; return the settings that will be used."""
     s = module.cfg.sampler
     if not hasattr(module, "diffusion"):  # a GAN: one generator pass, nothing to choose
-        given = [k for k in ("sampler", "steps", "eta", "spacing", "guidance") if getattr(a, k) is not None]
+        given = [k for k in ("sampler", "steps", "eta", "spacing", "guidance", "variance") if getattr(a, k) is not None]
         if given:
             raise GenlabError(f"{', '.join(given)}: sampler settings apply to diffusion models; a GAN samples G(z).")
         return {"name": "G(z)", "steps": None, "eta": None, "spacing": None, "guidance": None}
-    for key in ("sampler", "steps", "eta", "spacing", "guidance"):
-        value = getattr(a, key)
-        if value is not None:
-            setattr(s, "name" if key == "sampler" else key, value)
-    if hasattr(module, "diffusion"):
-        validate_sampler(s.steps, s.eta, module.diffusion.num_timesteps)
-        if s.guidance != 0 and not module.conditional:
-            raise GenlabError("guidance needs a class-conditional (CFG) checkpoint; this one is unconditional.")
+    if a.sampler is not None:
+        s.name = a.sampler
+    ddpm = s.name.value == "ddpm"
+    if a.variance is not None and not ddpm:
+        raise GenlabError("variance= applies to sampler=ddpm (DDIM's noise is set by eta).")
+    for key in ("eta", "spacing", "guidance", "variance"):
+        if getattr(a, key) is not None:
+            setattr(s, key, getattr(a, key))
+    if a.steps is not None:  # DDPM: respaced ancestral sampling over `steps` of the T steps
+        setattr(s, "ddpm_steps" if ddpm else "steps", a.steps)
+    T = module.diffusion.num_timesteps
+    validate_sampler(s.steps, s.eta, T, ddpm_steps=s.ddpm_steps if ddpm else None)
+    if s.guidance != 0 and not module.conditional:
+        raise GenlabError("guidance needs a class-conditional (CFG) checkpoint; this one is unconditional.")
+    if ddpm:
+        variance = s.variance.value if s.variance is not None else module.diffusion.variance
+        return {"name": "ddpm", "steps": s.ddpm_steps or T, "eta": None, "spacing": s.spacing.value,
+                "guidance": s.guidance, "variance": variance}
     return {"name": s.name.value, "steps": s.steps, "eta": s.eta, "spacing": s.spacing.value, "guidance": s.guidance}
 
 
@@ -142,7 +152,12 @@ def markdown_row(result: dict[str, Any]) -> str:
     """One row of the results table (columns: MARKDOWN_COLUMNS)."""
     m, f = result["metrics"], result["extractor"]["features"]
     s = result["sampler"]
-    sampler = f"{s['name']} {s['steps']} eta={s['eta']:g}" if s["name"] == "ddim" else s["name"]
+    if s["name"] == "ddim":
+        sampler = f"ddim {s['steps']} eta={s['eta']:g}"
+    elif s["name"] == "ddpm":
+        sampler = f"ddpm {s['steps']} {s['variance']}"
+    else:
+        sampler = s["name"]
     if s.get("guidance"):
         sampler += f" w={s['guidance']:g}"
     is_text = f"{m[f'isc_{f}_mean']:.3f}" + ("" if result["isc_valid"] else " (invalid)")

@@ -51,6 +51,8 @@ def generate(
     steps: int = 50,
     eta: float = 0.0,
     spacing: str = "uniform",
+    ddpm_steps: int | None = None,
+    variance: str | None = None,
     clip_denoised: bool = True,
     seed: int = 0,
     batch_size: int = 256,
@@ -61,7 +63,8 @@ def generate(
     """Sample `n` images in [-1, 1] of shape (C, H, W).
 
     All randomness comes from one generator seeded with `seed`, so the same seed gives the same
-    images whatever the batch size, as long as batches are drawn in order.
+    images whatever the batch size, as long as batches are drawn in order. `ddpm_steps` and `variance` apply to
+    the DDPM sampler only (respaced ancestral sampling, diffusion/respace.py).
     """
     guidance = guidance or Guidance()
     if guidance.labels is not None:
@@ -82,7 +85,7 @@ def generate(
             progress=progress,
         )
         if sampler == "ddpm":
-            x0 = ddpm_sample(diffusion, fn, shape, **common)
+            x0 = ddpm_sample(diffusion, fn, shape, steps=ddpm_steps, spacing=spacing, variance=variance, **common)
         elif sampler == "ddim":
             x0 = ddim_sample(diffusion, fn, shape, steps=steps, eta=eta, spacing=spacing, **common)
         else:

@@ -1,0 +1,1 @@
+"""`genlab table`: paper-style tables from sweep specs (spec, cells cache, runner, rendering, plot)."""

@@ -1,0 +1,204 @@
+"""Evaluate every cell of a sweep with the code of `genlab eval`, skipping cells already finished.
+
+One context per sweep holds what all cells share: the checkpoints (loaded once), the feature extractor and the
+split's cached statistics, the guiding classifier and the classifier that scores class accuracy.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from genlab.checkpoints import load_classifier, load_generator, read_checkpoint
+from genlab.config import TableArgs
+from genlab.errors import GenlabError
+from genlab.evaluate import fidelity_metrics, weights_used, write_samples
+from genlab.metrics.domain import check_domain_classifier
+from genlab.metrics.extractors import create_extractor, extractor_spec, file_sha256
+from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
+from genlab.sample import pick_device
+from genlab.sampling import Guidance
+from genlab.tables.cells import CellStore, cell_hash
+from genlab.tables.spec import Cell, TableSpec
+
+DEFAULT_CKPT = "default"
+
+
+class SweepContext:
+    """Checkpoints, extractor, reference statistics and classifiers shared by the cells of one sweep."""
+
+    def __init__(self, spec: TableSpec, a: TableArgs) -> None:
+        self.spec, self.args = spec, a
+        self.n = a.n if a.n is not None else spec.n
+        self.batch_size = a.batch_size if a.batch_size is not None else spec.batch_size
+        self.device = pick_device(a.device)
+        self.paths = self._checkpoint_paths()
+        self.extractor = extractor_spec(a.features.value, a.inception_weights, a.domain_classifier, prefix="")
+        self._modules: dict[str, Any] = {}
+        self.weights: dict[str, str] = {}
+        first = self.module(next(iter(self.paths)))
+        self.cfg = first.cfg
+        if self.extractor.features == "domain":
+            check_domain_classifier(self.extractor.weights_path, self.cfg.data, "domain_classifier")
+        self.cache_dir = cache_dir_of(a.cache_dir)
+        self.reference_key = reference_key(self.cfg.data, a.split.value, self.cfg.seed, self.extractor)
+        features = reference_features(self.cfg, a.split.value, create_extractor(self.extractor, self.device),
+                                      self.reference_key, self.cache_dir, self.batch_size)
+        self.n_real = int(features[self.extractor.fid_layer].shape[0])
+        self.classifier = load_classifier(a.classifier).to(self.device) if a.classifier else None
+        scorer = a.eval_classifier or (a.domain_classifier if a.features.value == "domain" else None) or a.classifier
+        self.scorer_path = scorer
+        self.scorer = load_classifier(scorer).to(self.device) if scorer else None
+
+    def _checkpoint_paths(self) -> dict[str, str]:
+        """Every checkpoint a row names (ckpts.NAME=PATH), and ckpt=PATH for rows that name none."""
+        a, spec = self.args, self.spec
+        named = {r.settings["ckpt"] for r in spec.rows if "ckpt" in r.settings} | (
+            {spec.defaults["ckpt"]} if "ckpt" in spec.defaults else set())
+        paths = {}
+        for name in sorted(named):
+            if name not in a.ckpts:
+                raise GenlabError(f"the spec's rows use ckpt: {name}; pass ckpts.{name}=PATH.")
+            paths[name] = a.ckpts[name]
+        if any("ckpt" not in {**spec.defaults, **r.settings} for r in spec.rows):
+            if a.ckpt is None:
+                raise GenlabError("table needs ckpt=PATH, the checkpoint to evaluate (or ckpts.NAME=PATH per row).")
+            paths[DEFAULT_CKPT] = a.ckpt
+        for path in paths.values():
+            if not Path(path).is_file():
+                raise GenlabError(f"checkpoint {path} does not exist. Pass the .ckpt of a finished run.")
+        return paths
+
+    def module(self, name: str | None) -> Any:
+        """The generator of a named checkpoint (loaded once, on the sweep's device)."""
+        name = name or DEFAULT_CKPT
+        if name not in self._modules:
+            ckpt = read_checkpoint(self.paths[name])
+            module = load_generator(self.paths[name], ema=self.args.ema, ckpt=ckpt)
+            self.weights[name] = weights_used(ckpt, self.args.ema)
+            self._modules[name] = module.to(self.device)
+            if hasattr(self, "cfg") and module.cfg.data.name != self.cfg.data.name:
+                raise GenlabError(f"checkpoint {self.paths[name]} was trained on {module.cfg.data.name.value}, the "
+                                  f"others on {self.cfg.data.name.value}: one table scores one dataset.")
+        return self._modules[name]
+
+    def hash_context(self, cell: Cell) -> dict[str, Any]:
+        """Everything besides the cell's settings and seed that decides its numbers."""
+        a = self.args
+        context = {
+            "checkpoint_sha256": file_sha256(Path(self.paths[cell.settings.get("ckpt", DEFAULT_CKPT)])),
+            "ema": a.ema, "n": self.n, "split": a.split.value, "extractor": self.extractor.weights_sha256,
+            "features": self.extractor.features, "reference": self.reference_key,
+            "scorer": file_sha256(Path(self.scorer_path)) if self.scorer_path else None,
+        }
+        if cell.settings.get("classifier_scale"):
+            context["classifier"] = file_sha256(Path(a.classifier)) if a.classifier else None
+        return context
+
+
+def _labels(module: Any, n: int, wants_labels: bool) -> Tensor | None:
+    """Class-balanced labels [0, 1, .., K-1, 0, ..] when a class steers sampling, as genlab eval uses."""
+    if not wants_labels:
+        return None
+    num_classes = module.cfg.data.num_classes
+    if not num_classes:
+        raise GenlabError("guidance needs labelled data; this checkpoint's dataset has no classes.")
+    return torch.arange(n) % int(num_classes)
+
+
+def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None]:
+    """The cell's n samples in [-1, 1] and the class each was steered towards (None when unsteered)."""
+    s, module = cell.settings, ctx.module(cell.settings.get("ckpt"))
+    w, scale = float(s.get("guidance", 0.0)), float(s.get("classifier_scale", 0.0))
+    if not hasattr(module, "diffusion"):  # a GAN: G(z)
+        steering = [k for k in ("sampler", "steps", "eta", "variance", "guidance", "classifier_scale") if k in s]
+        if steering:
+            raise GenlabError(f"row {cell.row}: {', '.join(steering)} apply to diffusion models; a GAN samples G(z).")
+        return module.eval_samples(ctx.n, seed=cell.seed, batch_size=ctx.batch_size), None
+    if w != 0 and not module.conditional:
+        raise GenlabError(f"row {cell.row}: guidance={w} needs a class-conditional (CFG) checkpoint.")
+    if scale != 0 and ctx.classifier is None:
+        raise GenlabError(f"row {cell.row}: classifier_scale={scale} needs classifier=PATH (experiment=classifier_*).")
+    labels = _labels(module, ctx.n, module.conditional or scale != 0)
+    guidance = Guidance(
+        labels=labels,
+        cfg_weight=w,
+        null_class=module.unet.null_class if module.conditional else None,
+        classifier_log_prob=ctx.classifier.log_prob if scale != 0 else None,
+        classifier_scale=scale,
+    )
+    sampler = s.get("sampler", "ddim")
+    steps = s.get("steps")
+    T = module.diffusion.num_timesteps
+    if steps is not None and not (1 <= steps <= T) or sampler == "ddpm" and steps is not None and steps < 2:
+        raise GenlabError(f"row {cell.row}: steps={steps} must lie in [1, T = {T}] ([2, T] for ddpm).")
+    images = module.sample(
+        ctx.n,
+        sampler=sampler,
+        steps=steps if sampler == "ddim" else None,
+        eta=s.get("eta"),
+        spacing=s.get("spacing"),
+        ddpm_steps=steps if sampler == "ddpm" else None,
+        variance=s.get("variance"),
+        seed=cell.seed,
+        batch_size=ctx.batch_size,
+        guidance=guidance,
+    )
+    return images, labels
+
+
+def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
+    """Sample the cell and score it: FID, KID, IS, precision/recall (torch-fidelity), class accuracy."""
+    started = time.time()
+    images, labels = generate_cell(ctx, cell)
+    sampled = time.time()
+    with tempfile.TemporaryDirectory(prefix="genlab-table-") as folder:
+        write_samples(images, Path(folder))
+        raw = fidelity_metrics(ctx.extractor, Path(folder), SplitImages(ctx.cfg, ctx.args.split.value),
+                               ctx.reference_key, ctx.n_real, ctx.cache_dir, ctx.batch_size,
+                               ctx.device.type == "cuda", cell.seed)
+    f = ctx.extractor.features
+    metrics = {"fid": raw[f"fid_{f}"], "kid": 1e3 * raw[f"kid_{f}_mean"], "is": raw[f"isc_{f}_mean"],
+               "precision": raw[f"precision_{f}"], "recall": raw[f"recall_{f}"]}
+    if labels is not None and ctx.scorer is not None:
+        predicted = ctx.scorer.predict(images.to(ctx.device)).cpu()
+        metrics["class_acc"] = float((predicted == labels).float().mean())
+    return {
+        "row": cell.row, "column": cell.column, "seed": cell.seed, "settings": cell.settings,
+        "metrics": metrics,
+        "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
+        "weights": ctx.weights[cell.settings.get("ckpt", DEFAULT_CKPT)],
+        "n": ctx.n, "features": f,
+        "seconds": {"sampling": round(sampled - started, 2), "total": round(time.time() - started, 2)},
+    }
+
+
+Evaluator = Callable[[SweepContext, Cell], dict[str, Any]]
+
+
+def run_cells(ctx: SweepContext, store: CellStore, evaluate: Evaluator | None = None) -> list[dict[str, Any]]:
+    """Every cell's record in spec order: from the store when finished before, else evaluated and stored at once."""
+    evaluate = evaluate or evaluate_cell
+    cells = ctx.spec.cells()
+    records = []
+    for i, cell in enumerate(cells, 1):
+        key = cell_hash(cell.settings, cell.seed, ctx.hash_context(cell))
+        where = f"[{i}/{len(cells)}] {cell.row}" + (f" | {cell.column}" if cell.column else "") + f" | seed {cell.seed}"
+        record = store.get(key)
+        if record is None:
+            record = {**evaluate(ctx, cell), "key": key}
+            store.put(key, record)
+            print(f"genlab table: {where}: {_summary(record)} ({record['seconds']['total']:.0f} s)", flush=True)
+        else:
+            print(f"genlab table: {where}: cached ({store.path(key).name})", flush=True)
+        records.append({**record, "row": cell.row, "column": cell.column})  # labels as the spec has them now
+    return records
+
+
+def _summary(record: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items())

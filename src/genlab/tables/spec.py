@@ -1,0 +1,197 @@
+"""Sweep specs of `genlab table`: what to vary, how the table is laid out, what to plot, the paper's numbers.
+
+A spec is a YAML file (experiments/tables/*.yaml):
+
+    name: ddim_steps_eta
+    title: FID against DDIM steps S and eta
+    defaults: {sampler: ddim}               # settings every cell starts from
+    rows:                                   # one table row each: a label and its settings
+      - {label: "eta = 0.0", eta: 0.0}
+      - {label: "DDPM, sigma^2 = beta", sampler: ddpm, variance: beta}
+    columns: {key: steps, values: [10, 20, 50], label: "S = {value}"}   # optional
+    metrics: [fid, precision, recall]       # with columns: the first fills the cells, all go to the CSV
+    seeds: [0]                              # sample seeds; several give mean +- std
+    n: 1000                                 # samples per cell
+    plot: {kind: lines, log_x: true}        # lines | sweep | bars
+    paper: {source: ..., columns: [...], rows: {label: [numbers]}}   # printed under ours, optional
+
+A cell is one (row, column value, seed): the defaults, then the row's settings, then the column's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from genlab.errors import GenlabError
+
+# Settings a cell may vary, and the type each must have.
+SETTINGS: dict[str, tuple[type, ...]] = {
+    "ckpt": (str,),  # a name given as ckpts.NAME=PATH; absent: the ckpt=PATH argument
+    "sampler": (str,),  # ddim | ddpm (diffusion); a GAN ignores it
+    "steps": (int,),  # DDIM steps, or DDPM's respaced steps
+    "eta": (int, float),
+    "spacing": (str,),
+    "variance": (str,),  # DDPM: beta | beta_tilde
+    "guidance": (int, float),  # CFG weight w
+    "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
+}
+SAMPLERS = ("ddim", "ddpm")
+
+# Metric names in specs, how a table heads them, and the decimals shown (the CSV keeps full precision).
+METRICS: dict[str, tuple[str, int]] = {
+    "fid": ("FID", 2),
+    "kid": ("KID x1e3", 2),
+    "is": ("IS", 2),
+    "precision": ("Precision", 3),
+    "recall": ("Recall", 3),
+    "class_acc": ("Accuracy", 3),
+}
+PLOT_KINDS = ("lines", "sweep", "bars")
+SPEC_KEYS = {"name", "title", "description", "defaults", "rows", "columns", "metrics", "seeds", "n", "batch_size",
+             "plot", "paper"}
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Columns:
+    key: str
+    values: list[Any]
+    label: str = "{key} = {value}"
+
+    def title(self, value: Any) -> str:
+        return self.label.format(key=self.key, value=value)
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: str
+    column: str | None  # the column's title; None when the metrics are the columns
+    seed: int
+    settings: dict[str, Any]
+
+
+@dataclass
+class TableSpec:
+    name: str
+    title: str
+    rows: list[Row]
+    metrics: list[str]
+    columns: Columns | None = None
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    n: int = 1000
+    batch_size: int = 250
+    plot: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, Any] | None = None
+
+    def cells(self) -> list[Cell]:
+        """Every (row, column, seed) with its full settings, rows first, then columns, then seeds."""
+        out = []
+        for row in self.rows:
+            columns = [(None, {})] if self.columns is None else [
+                (self.columns.title(v), {self.columns.key: v}) for v in self.columns.values]
+            for title, setting in columns:
+                for seed in self.seeds:
+                    out.append(Cell(row.label, title, seed, {**self.defaults, **row.settings, **setting}))
+        return out
+
+
+def check_settings(settings: dict[str, Any], where: str) -> None:
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            raise GenlabError(f"{where}: unknown setting {key!r}. Settings a cell can vary: {', '.join(SETTINGS)}.")
+        if isinstance(value, bool) or not isinstance(value, SETTINGS[key]):
+            kinds = " or ".join(t.__name__ for t in SETTINGS[key])
+            raise GenlabError(f"{where}: {key}={value!r} must be {kinds}.")
+    if settings.get("sampler", "ddim") not in SAMPLERS:
+        raise GenlabError(f"{where}: sampler={settings['sampler']!r} must be one of {', '.join(SAMPLERS)}.")
+
+
+def _as_dict(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise GenlabError(f"{where} must be a mapping of key: value, got {value!r}.")
+    return value
+
+
+def parse_spec(data: dict[str, Any], source: str = "spec") -> TableSpec:
+    """A checked TableSpec from the YAML's plain data; every mistake names the key and the file."""
+    unknown = sorted(set(data) - SPEC_KEYS)
+    if unknown:
+        raise GenlabError(f"{source}: unknown key(s) {', '.join(unknown)}. Valid keys: {', '.join(sorted(SPEC_KEYS))}.")
+    for key in ("name", "title", "rows", "metrics"):
+        if key not in data:
+            raise GenlabError(f"{source}: missing {key!r}.")
+    defaults = _as_dict(data.get("defaults") or {}, f"{source}: defaults")
+    check_settings(defaults, f"{source}: defaults")
+    if not isinstance(data["rows"], list) or not data["rows"]:
+        raise GenlabError(f"{source}: rows must be a non-empty list of {{label: ..., setting: value}}.")
+    rows = []
+    for i, raw in enumerate(data["rows"]):
+        raw = dict(_as_dict(raw, f"{source}: rows[{i}]"))
+        label = raw.pop("label", None)
+        if not isinstance(label, str) or not label:
+            raise GenlabError(f"{source}: rows[{i}] needs a label.")
+        check_settings(raw, f"{source}: rows[{i}] ({label})")
+        rows.append(Row(label, raw))
+    if len({r.label for r in rows}) != len(rows):
+        raise GenlabError(f"{source}: row labels must be distinct.")
+    columns = None
+    if data.get("columns") is not None:
+        raw = _as_dict(data["columns"], f"{source}: columns")
+        if set(raw) - {"key", "values", "label"} or "key" not in raw or not raw.get("values"):
+            raise GenlabError(f"{source}: columns must be {{key: SETTING, values: [...], label: '... {{value}}'}}.")
+        columns = Columns(raw["key"], list(raw["values"]), raw.get("label", "{key} = {value}"))
+        for v in columns.values:
+            check_settings({columns.key: v}, f"{source}: columns")
+    metrics = list(data["metrics"])
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or not metrics:
+        raise GenlabError(f"{source}: metrics {bad or metrics} unknown; choose from {', '.join(METRICS)}.")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise GenlabError(f"{source}: seeds must be a non-empty list of integers.")
+    plot = _as_dict(data.get("plot") or {}, f"{source}: plot")
+    if plot.get("kind", "lines" if columns else "bars") not in PLOT_KINDS:
+        raise GenlabError(f"{source}: plot.kind must be one of {', '.join(PLOT_KINDS)}.")
+    spec = TableSpec(name=str(data["name"]), title=str(data["title"]), rows=rows, metrics=metrics, columns=columns,
+                     description=str(data.get("description", "")), defaults=defaults, seeds=seeds,
+                     n=int(data.get("n", 1000)), batch_size=int(data.get("batch_size", 250)), plot=plot,
+                     paper=data.get("paper"))
+    if spec.n < 10:
+        raise GenlabError(f"{source}: n={spec.n}: evaluate at least 10 samples per cell.")
+    return spec
+
+
+def find_spec(name_or_path: str) -> Path:
+    """A spec file: a path, or the name of a shipped spec in experiments/tables/ (ddim_steps_eta, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    from genlab.config_io import available, project_root
+
+    shipped = project_root() / "experiments" / "tables"
+    if (shipped / f"{name_or_path}.yaml").is_file():
+        return shipped / f"{name_or_path}.yaml"
+    raise GenlabError(f"sweep spec {name_or_path} does not exist. Give a YAML path or a shipped spec: "
+                      f"{', '.join(available(shipped))}.")
+
+
+def load_spec(name_or_path: str | Path) -> TableSpec:
+    """Read and check a sweep spec file (a path or a shipped spec's name)."""
+    path = find_spec(str(name_or_path))
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (OmegaConfBaseException, ValueError, OSError) as exc:  # yaml errors are ValueErrors underneath
+        raise GenlabError(f"cannot read the sweep spec {path}: {exc}") from None
+    return parse_spec(_as_dict(data, str(path)), str(path))
