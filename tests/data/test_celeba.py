@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from genlab.data import DATAMODULES, CelebADataModule
@@ -101,3 +102,19 @@ def test_bad_partition_line_is_named(tmp_path: Path) -> None:
     path.write_text("000001.jpg 0\n000002.jpg x\n")
     with pytest.raises(GenlabError, match="line 2"):
         read_partition(path)
+
+
+def test_ddpm_celeba64_trains_two_steps_on_the_fake_folder(celeba_root: Path, tmp_path: Path) -> None:
+    from genlab.cli import main
+
+    tiny = ["unet.base_channels=8", "unet.channel_mult=[1,2]", "unet.num_res_blocks=1", "unet.attention_resolutions=[8]",
+            "data.resolution=16", "data.batch_size=2", "data.num_workers=0", "diffusion.timesteps=20",
+            "trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.val_every_n_steps=2",
+            "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "callbacks.checkpoint.every_n_steps=2",
+            "callbacks.sample_grid.num_images=2", "sampler.steps=2", "eval.enabled=false"]
+    run = tmp_path / "run"
+    assert main(["train", "experiment=ddpm_celeba64", f"data.root={celeba_root}", *tiny, f"run_dir={run}"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
+    saved = OmegaConf.load(run / "config.yaml")
+    assert (saved.data.name, saved.data.channels, saved.data.num_classes) == ("celeba", 3, None)
