@@ -22,6 +22,7 @@ class DataName(str, Enum):
     fashion_mnist = "fashion_mnist"
     cifar10 = "cifar10"
     image_folder = "image_folder"
+    celeba = "celeba"  # aligned CelebA faces, DDIM's 128x128 face box resized (torchvision folder layout)
 
 
 class FitMode(str, Enum):
@@ -94,7 +95,7 @@ class FeatureName(str, Enum):
 
 class Split(str, Enum):
     train = "train"
-    test = "test"  # the held-out split: the official test set (MNIST, CIFAR-10) or the seeded val_fraction split
+    test = "test"  # the held-out split: the official test set (MNIST, CIFAR-10, CelebA) or the seeded val_fraction split
 
 
 class LoggerName(str, Enum):

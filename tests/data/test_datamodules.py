@@ -33,8 +33,8 @@ def all_items(loader: DataLoader) -> tuple[Tensor, Tensor]:
 # --- registry and options -------------------------------------------------------------------------
 
 
-def test_registry_has_the_five_datasets() -> None:
-    assert set(DATAMODULES) == {"digits", "mnist", "fashion_mnist", "cifar10", "image_folder"}
+def test_registry_has_the_six_datasets() -> None:
+    assert set(DATAMODULES) == {"digits", "mnist", "fashion_mnist", "cifar10", "image_folder", "celeba"}
     assert DATAMODULES["mnist"] is MNISTDataModule
     assert all(cls.name == key for key, cls in DATAMODULES.items())
 
