@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -98,7 +97,7 @@ def log_wandb(spec: TableSpec, ctx: SweepContext, header: list[str], rows: list[
                      name=f"table-{spec.name}", dir=str(Path(ctx.args.out)), mode=mode,
                      config={"spec": spec.name, "n": ctx.n, "seeds": spec.seeds, "features": ctx.extractor.features,
                              "checkpoints": ctx.paths})
-    table = wandb.Table(columns=header, data=[[("" if v is None else v) for v in r] for r in rows])
+    table = wandb.Table(columns=header, data=[[(None if v == "" else v) for v in r] for r in rows])  # empty: None
     run.log({f"tables/{spec.name}": table, f"tables/{spec.name}_plot": wandb.Image(str(plot)),
              f"tables/{spec.name}_markdown": wandb.Html(f"<pre>{markdown}</pre>")})
     folder = run.dir
@@ -140,6 +139,4 @@ def table_command(args: list[str]) -> dict[str, Any]:
         result["wandb_dir"] = log_wandb(spec, ctx, header, rows, paths["png"], markdown)
     print(markdown_table(spec, entries))
     print(f"genlab table: wrote {paths['md']}, {paths['csv']} and {paths['png']}", file=sys.stderr)
-    (out / "cells" / spec.name / "last_run.json").write_text(json.dumps(
-        {"command": command, "paths": result["paths"]}, indent=2) + "\n")
     return result
