@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from conftest import TINY, subprocess_env
+from genlab.callbacks.images import load_png
 
 COMMON = ["experiment=ddpm_digits", *TINY, "trainer.accelerator=cpu", "trainer.max_steps=8",
           "trainer.val_every_n_steps=8", "callbacks.checkpoint.every_n_steps=8", "trainer.log_every_n_steps=1",
@@ -48,3 +49,11 @@ def test_two_devices_with_batch_b_match_one_device_with_batch_2b(tmp_path: Path)
     a, b = losses(tmp_path / "single"), losses(tmp_path / "ddp")
     assert len(a) == len(b) == 8
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5, (a, b)
+
+    # The grid at step 8 is sampled in two shares: rank 0's (the first 2 of 4 images, seed 0) is the single run's
+    # first 2 images; rank 1's comes from seed 1. Rank 0 gathers them into one grid of the same size.
+    grid_1, grid_2 = (load_png(tmp_path / run / "samples" / "step_0000008.png") for run in ("single", "ddp"))
+    assert grid_1.shape == grid_2.shape
+    top = grid_1.shape[1] // 2  # a 2 x 2 grid: the first row holds images 0 and 1
+    assert (grid_1[:, :top].int() - grid_2[:, :top].int()).abs().max() <= 2
+    assert (grid_1[:, top:].int() - grid_2[:, top:].int()).abs().max() > 2

@@ -99,6 +99,13 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def share_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[lo, hi) of rank's share when n items are split across world ranks in order, the first n % world one larger."""
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
 def grid_labels(num_images: int, num_classes: int) -> tuple[Tensor, int]:
     """Labels [0,0,..,1,1,..] for a grid with one row per class, and the row length (about num_images / classes)."""
     per_class = max(1, num_images // num_classes)

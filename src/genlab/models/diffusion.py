@@ -12,7 +12,7 @@ from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
-from genlab.sampling import Guidance, generate, grid_labels
+from genlab.sampling import Guidance, generate, grid_labels, share_bounds
 
 
 class DiffusionModule(L.LightningModule):
@@ -124,13 +124,19 @@ class DiffusionModule(L.LightningModule):
         finally:
             self.train(was_training)
 
-    def sample_grid(self, num_images: int, seed: int = 0) -> tuple[Tensor, int]:
-        """Images for the validation grid and its row length: one row per class for a conditional model."""
+    def sample_grid(self, num_images: int, seed: int = 0, part: tuple[int, int] = (0, 1)) -> tuple[Tensor, int]:
+        """Images for the validation grid and its row length: one row per class for a conditional model.
+
+        part=(rank, world): only rank's share of the grid, in order, drawn with seed + rank (DDP splits the work).
+        """
+        rank, world = part
         if not self.conditional:
-            return self.sample(num_images, seed=seed), 0
+            lo, hi = share_bounds(num_images, rank, world)
+            return self.sample(hi - lo, seed=seed + rank), 0
         labels, per_class = grid_labels(num_images, int(self.cfg.data.num_classes))
-        guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
-        return self.sample(len(labels), seed=seed, guidance=guidance), per_class
+        lo, hi = share_bounds(len(labels), rank, world)
+        guidance = Guidance(labels=labels[lo:hi], cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
+        return self.sample(hi - lo, seed=seed + rank, guidance=guidance), per_class
 
     def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
         """n images in [-1, 1] for FID with the configured sampler: class-balanced labels for a conditional model.

@@ -25,7 +25,7 @@ from genlab.models.optim import scaled_lr
 from genlab.models.timesteps import rank_and_world
 from genlab.errors import GenlabError
 from genlab.nn.gan import DiscriminatorOutput
-from genlab.sampling import grid_labels
+from genlab.sampling import grid_labels, share_bounds
 
 WARN_EVERY = 100  # generator steps between two warnings of the same kind
 
@@ -229,12 +229,18 @@ class GANModule(L.LightningModule):
         finally:
             self.train(was_training)
 
-    def sample_grid(self, num_images: int, seed: int = 0) -> tuple[Tensor, int]:
-        """Images for the validation grid (a fixed latent batch) and its row length: a row per class if conditional."""
+    def sample_grid(self, num_images: int, seed: int = 0, part: tuple[int, int] = (0, 1)) -> tuple[Tensor, int]:
+        """Images for the validation grid (a fixed latent batch) and its row length: a row per class if conditional.
+
+        part=(rank, world): only rank's share of the grid, in order, drawn with seed + rank (DDP splits the work).
+        """
+        rank, world = part
         if not self.conditional:
-            return self.sample(num_images, seed=seed), 0
+            lo, hi = share_bounds(num_images, rank, world)
+            return self.sample(hi - lo, seed=seed + rank), 0
         labels, per_class = grid_labels(num_images, int(self.cfg.data.num_classes))
-        return self.sample(len(labels), seed=seed, labels=labels), per_class
+        lo, hi = share_bounds(len(labels), rank, world)
+        return self.sample(hi - lo, seed=seed + rank, labels=labels[lo:hi]), per_class
 
     def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
         """Samples for evaluation metrics: class-balanced labels for a conditional generator."""
