@@ -1,6 +1,6 @@
 """Paper-scale experiments: every experiment resolves, and the paper's hyper-parameters and network sizes stay put.
 
-The tables below are the papers' values (sources in each experiment's header and /work/notes/paper_numbers.md);
+The tables below are the papers' values (sources in each experiment's header and docs/paper_numbers.md);
 an edit that changes one of them must change this file too, on purpose.
 """
 
