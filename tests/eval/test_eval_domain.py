@@ -209,3 +209,18 @@ def test_gan_run_logs_fid_and_genlab_eval_scores_it(
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("| last.ckpt | ema | G(z) | 12 |")
     assert main(["eval", *common, "steps=5"]) == 2  # no sampler to set
     assert main(["eval", *common, "nll=true"]) == 2  # no likelihood
+
+
+def test_eval_with_respaced_ddpm_records_its_sampler(fid_run: Path, classifier_ckpt: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["eval", f"ckpt={fid_run / 'checkpoints' / 'last.ckpt'}", "n=12", "features=domain",
+            f"domain_classifier={classifier_ckpt}", f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'e.json'}"]
+    assert main([*base, "sampler=ddpm", "steps=4", "variance=beta"]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["sampler"] == {"name": "ddpm", "steps": 4, "eta": None, "spacing": "uniform", "guidance": 0.0,
+                                 "variance": "beta"}
+    assert "| ddpm 4 beta | 12 |" in capsys.readouterr().out
+    assert main([*base, "sampler=ddim", "steps=4", "variance=beta"]) == 2
+    assert "variance= applies to sampler=ddpm" in capsys.readouterr().err
+    assert main([*base, "sampler=ddpm", "steps=1"]) == 2
+    assert "ddpm_steps" in capsys.readouterr().err

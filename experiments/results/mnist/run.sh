@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# CPU-scale reproductions of the DDIM, CFG and classifier-guidance trends on MNIST (see README.md here).
+# Run from the repository root; MNIST must be under $DATA/MNIST/raw/. Each job uses one thread, so two jobs
+# share a 2-core machine without oversubscribing it (the commands below were run two at a time).
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+OUT=experiments/results/mnist
+SMALL="unet.base_channels=16 unet.dropout=0.0 trainer.val_every_n_steps=500 trainer.enable_progress_bar=false"
+
+# Models: a DDPM and a CFG model (0.41M-parameter U-Net, 2,500 steps of batch 64), the classifier that guides,
+# and a second classifier ("judge", another seed) whose features give the FID and which scores class accuracy:
+# it never steers a sample.
+genlab train experiment=ddpm_mnist data.root=$DATA $SMALL trainer.max_steps=2500 run_dir=runs/ddpm_mnist/cpu
+genlab train experiment=cfg_mnist data.root=$DATA $SMALL trainer.max_steps=2500 run_dir=runs/cfg_mnist/cpu
+genlab train experiment=classifier_mnist data.root=$DATA unet.base_channels=16 trainer.max_steps=1500 \
+    trainer.val_every_n_steps=500 trainer.enable_progress_bar=false run_dir=runs/classifier_mnist/cpu
+genlab train experiment=classifier_mnist data.root=$DATA unet.base_channels=16 trainer.max_steps=1500 seed=1 \
+    trainer.val_every_n_steps=500 trainer.enable_progress_bar=false run_dir=runs/classifier_mnist/judge
+
+JUDGE=runs/classifier_mnist/judge/checkpoints/last.ckpt
+EVAL="n=500 features=domain domain_classifier=$JUDGE eval_classifier=$JUDGE out=$OUT"
+# S = 1000 left out: 6 rows x 1000 steps x 500 samples is about 6 h on one core.
+genlab table ddim_steps_eta ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt "values=[10,20,50,100]" $EVAL
+genlab table cfg_guidance ckpt=runs/cfg_mnist/cpu/checkpoints/last.ckpt $EVAL
+genlab table classifier_scale ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt \
+    classifier=runs/classifier_mnist/cpu/checkpoints/last.ckpt $EVAL
