@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from genlab.nn import UNet
-from genlab.nn.levers import as_channels_last, set_levers
+from genlab.nn.levers import as_channels_last, compiled_call, set_levers
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "unet"
 
@@ -92,7 +92,8 @@ def prepare(net: nn.Module, levers: Levers, device: torch.device) -> Callable[[T
     if levers.get("channels_last"):
         net.to(memory_format=torch.channels_last)
     if levers.get("compile"):
-        fn = torch.compile(fn)
+        # genlab's lever compiles the bound forward (genlab.nn.levers), as its training step does
+        fn = compiled_call(net) if isinstance(net, UNet) else torch.compile(fn)
     return fn
 
 

@@ -9,6 +9,7 @@ import torch
 
 from conftest import TINY
 from genlab.cli import main
+from genlab.build import build_datamodule
 from genlab.config_io import load_config
 
 LEVERS = ["perf.channels_last=true", "perf.grad_checkpointing=true", "perf.attention=math",
@@ -51,6 +52,21 @@ def test_levers_load_from_the_perf_block_and_the_command_line() -> None:
     cfg = load_config({"perf": "default", "perf.compile": "true", "perf.compile_mode": "max_autotune"})
     assert cfg.perf.compile and cfg.perf.compile_mode.value == "max_autotune" and cfg.perf.attention.value == "sdpa"
     assert cfg.data.pin_memory is None and cfg.data.persistent_workers is None  # automatic
+
+
+@pytest.mark.parametrize(
+    "overrides, pin, persistent",
+    [
+        ({}, torch.cuda.is_available(), False),  # automatic: pin for a GPU; no workers, nothing to keep
+        ({"data.num_workers": "1"}, torch.cuda.is_available(), True),
+        ({"data.num_workers": "1", "data.persistent_workers": "false", "data.pin_memory": "true"}, True, False),
+    ],
+)
+def test_dataloader_flags_reach_the_dataloader(overrides: dict, pin: bool, persistent: bool) -> None:
+    datamodule = build_datamodule(load_config({"experiment": "ddpm_digits", **overrides}))
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    assert (loader.pin_memory, loader.persistent_workers) == (pin, persistent)
 
 
 @pytest.mark.parametrize(
