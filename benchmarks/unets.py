@@ -119,3 +119,31 @@ def train_step(
         return loss.detach()
 
     return step
+
+
+def saved_activation_bytes(net: nn.Module, size: UNetSize, levers: Levers) -> int:
+    """Bytes the forward pass keeps for the backward pass (what gradient checkpointing trades for compute)."""
+    fn = prepare(net, {k: v for k, v in levers.items() if k != "compile"}, torch.device("cpu"))
+    seen: dict[tuple[int, tuple[int, ...]], int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        if t.device.type != "meta" and t.numel():
+            seen[(t.untyped_storage().data_ptr(), tuple(t.shape))] = t.numel() * t.element_size()
+        return t
+
+    def keep_inputs(module: nn.Module, args: tuple) -> None:
+        # A checkpointed block keeps its inputs itself, outside autograd's hooks.
+        for a in args:
+            pack(a)
+
+    hooks = [m.register_forward_pre_hook(keep_inputs) for m in net.modules()
+             if getattr(m, "grad_checkpointing", False)]
+    x = torch.randn(size.batch, size.channels, size.resolution, size.resolution)
+    t = torch.randint(0, 1000, (size.batch,))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x, t).sum()
+    for hook in hooks:
+        hook.remove()
+    # Parameters are saved too but exist anyway: count activations only.
+    params = {(p.untyped_storage().data_ptr(), tuple(p.shape)) for p in net.parameters()}
+    return sum(v for k, v in seen.items() if k not in params)
