@@ -102,7 +102,7 @@ def run(b: Bench) -> Section:
                       f"{cfg.data.batch_size}, {cfg.data.resolution}x{cfg.data.resolution}) on {b.device}. "
                       f"Trainer.fit is built by genlab.train.build_trainer with every callback of a real run "
                       f"(EMA every step, loss logging every step, non-finite guard, checkpoint bookkeeping); sample "
-                      f"grids and validation fall outside the timed steps. The bare loop does the same losses, "
+                      f"grids are off, and validation and the checkpoint come after the timed steps. The bare loop does the same losses, "
                       f"backward, gradient clipping, AdamW and LR schedule on the same DataLoader. Medians of "
                       f"{len(fit)} and {len(bare)} steps over {rounds} alternating runs.", ""]
     section.table(["loop", "ms/step", "images/s"], [
