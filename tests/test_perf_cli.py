@@ -79,6 +79,7 @@ def test_dataloader_flags_reach_the_dataloader(overrides: dict, pin: bool, persi
         (["perf.compile=true", "perf.compile_mode=reduce_overhead"], "needs a GPU"),
         (["data.persistent_workers=true", "data.num_workers=0"], "data.num_workers > 0"),
         (["perf=fastest"], "unknown perf block"),
+        (["experiment=classifier_digits", "perf.channels_last=true"], "does not use the perf block"),
     ],
 )
 def test_bad_perf_settings_exit_2(extra: list[str], expected: str, capsys: pytest.CaptureFixture[str],

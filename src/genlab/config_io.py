@@ -9,7 +9,7 @@ from typing import Any, Iterable, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from genlab.config import CONFIG_GROUPS, Config
+from genlab.config import CONFIG_GROUPS, Config, PerfConfig
 from genlab.errors import GenlabError
 
 
@@ -218,6 +218,11 @@ def validate_eval(cfg: DictConfig) -> None:
 def validate_perf(cfg: DictConfig) -> None:
     """Speed levers that cannot work with the rest of the config fail here, not at the first training step."""
     p = cfg.perf
+    defaults = to_container(OmegaConf.structured(PerfConfig))
+    changed = [k for k, v in to_container(p).items() if v != defaults[k]]
+    if changed and cfg.model.kind.value != "ddpm":
+        raise GenlabError(f"perf.{changed[0]} is a lever of the DDPM / CFG U-Net; model.kind="
+                          f"{cfg.model.kind.value} does not use the perf block. Leave it at its defaults.")
     if p.compile_mode.value != "default" and not p.compile:
         raise GenlabError(f"perf.compile_mode={p.compile_mode.value} has no effect without perf.compile=true.")
     if p.compile_mode.value == "reduce_overhead" and cfg.trainer.accelerator == "cpu":
