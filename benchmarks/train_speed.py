@@ -11,10 +11,11 @@ from report import Section, Target
 from timing import Timing, interleaved, timed_once
 from unets import UNetSize, diffusers_unet, genlab_unet, parameter_count, saved_activation_bytes, train_step
 
-# Every lever alone against "plain" (all off); the best combinations go into the genlab/diffusers ratio.
+# Every lever alone against "plain" (the config defaults: all off, attention=auto); the best combinations go into the genlab/diffusers ratio.
 CPU_LEVERS = {
     "plain": {},
     "channels_last": {"channels_last": True},
+    "attention=sdpa": {"attention": "sdpa"},
     "attention=math": {"attention": "math"},
     "grad_checkpointing": {"grad_checkpointing": True},
 }

@@ -79,7 +79,7 @@ def prepare(net: nn.Module, levers: Levers, device: torch.device) -> Callable[[T
     """The network as eps(x, t) with the levers applied: genlab's own switches, or diffusers' equivalents."""
     net = net.to(device).train()
     if isinstance(net, UNet):
-        set_levers(net, attention=levers.get("attention", "sdpa"),
+        set_levers(net, attention=levers.get("attention", "auto"),
                    grad_checkpointing=levers.get("grad_checkpointing", False))
         fn: Callable[..., Tensor] = net
     else:

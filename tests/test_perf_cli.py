@@ -50,7 +50,7 @@ def test_compiled_training_keeps_the_checkpoint_keys(plain_checkpoint: dict, tmp
 
 def test_levers_load_from_the_perf_block_and_the_command_line() -> None:
     cfg = load_config({"perf": "default", "perf.compile": "true", "perf.compile_mode": "max_autotune"})
-    assert cfg.perf.compile and cfg.perf.compile_mode.value == "max_autotune" and cfg.perf.attention.value == "sdpa"
+    assert cfg.perf.compile and cfg.perf.compile_mode.value == "max_autotune" and cfg.perf.attention.value == "auto"
     assert cfg.data.pin_memory is None and cfg.data.persistent_workers is None  # automatic
 
 

@@ -99,6 +99,7 @@ class Split(str, Enum):
 
 
 class AttentionKernel(str, Enum):
+    auto = "auto"  # math on a CPU (measured faster there), sdpa on a GPU
     sdpa = "sdpa"  # F.scaled_dot_product_attention: PyTorch picks its fused kernel (flash / memory-efficient / C++)
     math = "math"  # softmax(q k^T / sqrt(d)) v written out: the reference the fused kernels are compared with
 
@@ -154,7 +155,7 @@ class PerfConfig:
     channels_last: bool = False  # NHWC U-Net weights and inputs (DDPM training step and sampling)
     compile: bool = False  # torch.compile the U-Net of the training step (checkpoint keys stay the same)
     compile_mode: CompileMode = CompileMode.default
-    attention: AttentionKernel = AttentionKernel.sdpa
+    attention: AttentionKernel = AttentionKernel.auto
     grad_checkpointing: bool = False  # recompute each U-Net block in the backward pass: less memory, more compute
 
 

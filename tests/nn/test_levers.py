@@ -79,13 +79,14 @@ def test_gradient_checkpointing_recomputes_only_in_training() -> None:
     assert len(calls) == 1
 
 
-def test_math_attention_equals_sdpa() -> None:
+@pytest.mark.parametrize("kernel", ["math", "auto"])
+def test_attention_kernels_equal_sdpa(kernel: str) -> None:
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 20, 8, generator=g) for _ in range(3))  # [B, heads, N, d]
-    assert torch.allclose(attention(q, k, v, "math"), attention(q, k, v, "sdpa"), atol=1e-5)
-    plain = tiny_unet()
-    lever = set_levers(copy.deepcopy(plain), attention="math")
-    assert all(b.kernel == "math" for b in lever.modules() if hasattr(b, "kernel"))
+    assert torch.allclose(attention(q, k, v, kernel), attention(q, k, v, "sdpa"), atol=1e-5)
+    plain = set_levers(tiny_unet(), attention="sdpa")
+    lever = set_levers(copy.deepcopy(plain), attention=kernel)
+    assert all(b.kernel == kernel for b in lever.modules() if hasattr(b, "kernel"))
     assert_same_training_step(plain, lever)
 
 

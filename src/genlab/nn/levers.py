@@ -14,7 +14,7 @@ from genlab.nn.unet import ResAttn
 def set_levers(
     net: nn.Module,
     *,
-    attention: AttentionKernel = "sdpa",
+    attention: AttentionKernel = "auto",
     grad_checkpointing: bool = False,
     channels_last: bool = False,
 ) -> nn.Module:
