@@ -42,7 +42,9 @@ def run(b: Bench) -> Section:
     timings = interleaved(calls, b.rounds, 1, b.device)
     epochs = 1 if b.quick else EPOCHS
     base = timings["0 workers"].median
-    section.lines += [f"{epochs} epoch{'s' if epochs > 1 else ''} of the embedded digits training set (16x16, batch {epochs_fn(b, {})[1]}) "
+    batch = epochs_fn(b, {})[1]
+    epoch_word = "epoch" if epochs == 1 else "epochs"
+    section.lines += [f"{epochs} {epoch_word} of the embedded digits training set (16x16, batch {batch}) "
                       f"from DataLoader creation to the last batch on {b.device}; medians of {b.rounds} rounds. "
                       "Config keys: data.num_workers, data.persistent_workers, data.pin_memory.", ""]
     section.table(["DataLoader", "s per run", "speed-up vs 0 workers"],

@@ -102,17 +102,18 @@ def run(b: Bench) -> Section:
                       f"{cfg.data.batch_size}, {cfg.data.resolution}x{cfg.data.resolution}) on {b.device}. "
                       f"Trainer.fit is built by genlab.train.build_trainer with every callback of a real run "
                       f"(EMA every step, loss logging every step, non-finite guard, checkpoint bookkeeping); sample "
-                      f"grids are off, and validation and the checkpoint come after the timed steps. The bare loop does the same losses, "
-                      f"backward, gradient clipping, AdamW and LR schedule on the same DataLoader. Medians of "
+                      f"grids are off, and validation and the checkpoint come after the timed steps. The bare loop "
+                      f"does the same losses, backward, gradient clipping, AdamW and LR schedule on the same "
+                      f"DataLoader. Medians of "
                       f"{len(fit)} and {len(bare)} steps over {rounds} alternating runs.", ""]
     section.table(["loop", "ms/step", "images/s"], [
         ["Trainer.fit (genlab)", f"{fit_s * 1000:.1f}", f"{cfg.data.batch_size / fit_s:.0f}"],
         ["Trainer.fit, model.ema.enabled=false", f"{no_ema_s * 1000:.1f}", f"{cfg.data.batch_size / no_ema_s:.0f}"],
         ["bare PyTorch", f"{bare_s * 1000:.1f}", f"{cfg.data.batch_size / bare_s:.0f}"],
-        ["overhead of Trainer.fit (of which EMA)", f"{100 * overhead:+.1f}% ({100 * (fit_s - no_ema_s) / bare_s:+.1f}%)",
-         ""]])
+        ["overhead of Trainer.fit (of which EMA)",
+         f"{100 * overhead:+.1f}% ({100 * (fit_s - no_ema_s) / bare_s:+.1f}%)", ""]])
     section.targets.append(Target("Lightning overhead, % of the bare step time", 100 * overhead, 3.0,
-                                  "a fixed cost per step (EMA update: see its share above; per-step logging of seven "
-                                  "metrics; callbacks) that is large against a small U-Net's step",
+                                  "a fixed cost per step (the EMA update, whose share section 2 shows; per-step "
+                                  "logging of seven metrics; callbacks) that is large against a small U-Net's step",
                                   lower_is_better=True))
     return section

@@ -15,7 +15,6 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however the script is started
 

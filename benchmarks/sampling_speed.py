@@ -83,4 +83,5 @@ def cfg_rows(section: Section, b: Bench, n: int) -> None:
                   [[k, f"{t.rate(n):.2f}", f"{t.median:.2f}"] for k, t in timings.items()])
     section.targets.append(Target("batched CFG / two passes images/s", two.median / batched.median, 1.5,
                                   "a CPU is compute-bound at these batches: 2B images cost about twice B, so batching "
-                                  "saves only per-call overhead (a GPU at small batches is launch-bound and gains more)"))
+                                  "saves only per-call overhead (a GPU at small batches is launch-bound and gains "
+                                  "more)"))

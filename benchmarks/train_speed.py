@@ -11,7 +11,8 @@ from report import Section, Target
 from timing import Timing, interleaved, timed_once
 from unets import UNetSize, diffusers_unet, genlab_unet, parameter_count, saved_activation_bytes, train_step
 
-# Every lever alone against "plain" (the config defaults: all off, attention=auto); the best combinations go into the genlab/diffusers ratio.
+# Every lever alone against "plain" (the config defaults: all off, attention=auto); the best combinations go into
+# the genlab/diffusers ratio.
 CPU_LEVERS = {
     "plain": {},
     "channels_last": {"channels_last": True},
@@ -96,7 +97,8 @@ def run(b: Bench) -> tuple[Section, Section, Section]:
         d_name, d = best(timings, "diffusers")
         params = parameter_count(genlab_unet(size)), parameter_count(diffusers_unet(size))
         plain = timings["genlab plain"].median / timings["diffusers plain"].median
-        rows.append([size.name, size.batch, f"{params[0]:,} / {params[1]:,}", f"{timings['genlab plain'].rate(size.batch):.1f}",
+        rows.append([size.name, size.batch, f"{params[0]:,} / {params[1]:,}",
+                     f"{timings['genlab plain'].rate(size.batch):.1f}",
                      f"{timings['diffusers plain'].rate(size.batch):.1f}", f"{1 / plain:.2f}",
                      f"{g.rate(size.batch):.1f} ({g_name})", f"{d.rate(size.batch):.1f} ({d_name})",
                      f"{d.median / g.median:.2f}"])
