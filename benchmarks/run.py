@@ -36,8 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="time the torch.compile variants (default: yes, except with --quick)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
-    parser.add_argument("--domain-classifier", help="classifier checkpoint for the domain extractor "
-                                                     "(default: a 2-step stand-in of the same size)")
+    parser.add_argument("--domain-classifier", help="classifier checkpoint for the domain extractor (default: "
+                        "runs/classifier_digits/main/checkpoints/last.ckpt if present, else a 2-step stand-in)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     return parser.parse_args(argv)
 
