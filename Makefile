@@ -5,10 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train test test-slow clean
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: help install train test test-slow bench bench-quick clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,16 @@ test: $(STAMP)  ## run the default test suite (no GPU, no network)
 
 test-slow: $(STAMP)  ## run only the tests marked slow
 	WANDB_MODE=offline $(BIN)/python -m pytest -m slow
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## genlab vs diffusers and the speed levers; writes benchmarks/results/<host>-<date>.md (< 10 min)
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: $(BENCH_STAMP)  ## the same pipeline at tiny sizes (< 1 min), to check it runs
+	$(BIN)/python benchmarks/run.py --quick
 
 clean:  ## remove the venv and caches (runs/ is kept)
 	rm -rf $(VENV) .pytest_cache

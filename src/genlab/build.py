@@ -32,6 +32,8 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
         num_workers=data.num_workers,
         val_fraction=data.val_fraction,
         seed=cfg.seed,
+        pin_memory=data.pin_memory,
+        persistent_workers=data.persistent_workers,
     )
     if data.fit is not None:
         kwargs["fit"] = data.fit.value

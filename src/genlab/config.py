@@ -98,6 +98,18 @@ class Split(str, Enum):
     test = "test"  # the held-out split: the official test set (MNIST, CIFAR-10, CelebA) or the seeded val_fraction split
 
 
+class AttentionKernel(str, Enum):
+    auto = "auto"  # math on a CPU (measured faster there), sdpa on a GPU
+    sdpa = "sdpa"  # F.scaled_dot_product_attention: PyTorch picks its fused kernel (flash / memory-efficient / C++)
+    math = "math"  # softmax(q k^T / sqrt(d)) v written out: the reference the fused kernels are compared with
+
+
+class CompileMode(str, Enum):
+    default = "default"
+    reduce_overhead = "reduce_overhead"  # torch's "reduce-overhead": CUDA graphs, for small batches on a GPU
+    max_autotune = "max_autotune"  # torch's "max-autotune": searches kernels at compile time (minutes)
+
+
 class LoggerName(str, Enum):
     csv = "csv"
     wandb = "wandb"
@@ -117,6 +129,8 @@ class DataConfig:
     batch_size: int = 128  # per device: the global batch is batch_size x devices x nodes
     num_workers: int = 0
     val_fraction: float = 0.1  # for datasets without an official validation/test split
+    pin_memory: Optional[bool] = None  # page-locked batches for faster host-to-GPU copies; None: when CUDA is available
+    persistent_workers: Optional[bool] = None  # keep worker processes across epochs; None: when num_workers > 0
 
 
 @dataclass
@@ -128,6 +142,21 @@ class UNetConfig:
     dropout: float = 0.1
     num_heads: int = 1
     time_injection: TimeInjection = TimeInjection.add
+
+
+@dataclass
+class PerfConfig:
+    """Speed levers of the DDPM / CFG U-Net: none changes what is computed (beyond float rounding), so a run may
+    resume with other levers. Mixed precision is trainer.precision (bf16-mixed, 16-mixed on a GPU).
+
+    The defaults are what measured fastest on a CPU (benchmarks/results/); see README, Performance.
+    """
+
+    channels_last: bool = False  # NHWC U-Net weights and inputs (DDPM training step and sampling)
+    compile: bool = False  # torch.compile the U-Net of the training step (checkpoint keys stay the same)
+    compile_mode: CompileMode = CompileMode.default
+    attention: AttentionKernel = AttentionKernel.auto
+    grad_checkpointing: bool = False  # recompute each U-Net block in the backward pass: less memory, more compute
 
 
 @dataclass
@@ -313,6 +342,7 @@ class Config:
     runs_root: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     gan: GANConfig = field(default_factory=GANConfig)
@@ -324,7 +354,7 @@ class Config:
 
 
 # Groups whose block can be chosen by name: `data=mnist` loads configs/data/mnist.yaml.
-CONFIG_GROUPS = ("data", "unet", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks", "eval")
+CONFIG_GROUPS = ("data", "unet", "perf", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks", "eval")
 
 
 @dataclass

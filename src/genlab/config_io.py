@@ -9,7 +9,7 @@ from typing import Any, Iterable, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from genlab.config import CONFIG_GROUPS, Config
+from genlab.config import CONFIG_GROUPS, Config, PerfConfig
 from genlab.errors import GenlabError
 
 
@@ -147,6 +147,9 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.data.batch_size > 0, "data.batch_size", cfg.data.batch_size, "a positive integer")
     _check(cfg.data.num_workers >= 0, "data.num_workers", cfg.data.num_workers, ">= 0")
     _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in (0, 1)")
+    if cfg.data.persistent_workers and cfg.data.num_workers == 0:
+        raise GenlabError("data.persistent_workers=true keeps worker processes alive, but data.num_workers=0 starts "
+                          "none: set data.num_workers > 0, or data.persistent_workers=null (automatic).")
     _check(cfg.data.channels in (None, 1, 3), "data.channels", cfg.data.channels, "1, 3 or null")
     _check(cfg.unet.base_channels > 0, "unet.base_channels", cfg.unet.base_channels, "a positive integer")
     _check(len(cfg.unet.channel_mult) > 0, "unet.channel_mult", list(cfg.unet.channel_mult), "a non-empty list")
@@ -177,6 +180,7 @@ def validate(cfg: DictConfig) -> None:
     _check(ref > 0, "trainer.reference_batch_size", ref, "a positive integer")
     grid = cfg.callbacks.sample_grid
     _check(grid.num_images > 0, "callbacks.sample_grid.num_images", grid.num_images, "a positive integer")
+    validate_perf(cfg)
     validate_gan(cfg)
     per_class = cfg.callbacks.class_accuracy.per_class
     _check(per_class > 0, "callbacks.class_accuracy.per_class", per_class, "a positive integer")
@@ -209,6 +213,20 @@ def validate_eval(cfg: DictConfig) -> None:
             "eval.features=domain needs the classifier whose features FID uses: set eval.domain_classifier=PATH to "
             "a checkpoint of experiment=classifier_* trained on the same dataset, or use eval.features=inception."
         )
+
+
+def validate_perf(cfg: DictConfig) -> None:
+    """Speed levers that cannot work with the rest of the config fail here, not at the first training step."""
+    p = cfg.perf
+    defaults = to_container(OmegaConf.structured(PerfConfig))
+    changed = [k for k, v in to_container(p).items() if v != defaults[k]]
+    if changed and cfg.model.kind.value != "ddpm":
+        raise GenlabError(f"perf.{changed[0]} is a lever of the DDPM / CFG U-Net; model.kind="
+                          f"{cfg.model.kind.value} does not use the perf block. Leave it at its defaults.")
+    if p.compile_mode.value != "default" and not p.compile:
+        raise GenlabError(f"perf.compile_mode={p.compile_mode.value} has no effect without perf.compile=true.")
+    if p.compile_mode.value == "reduce_overhead" and cfg.trainer.accelerator == "cpu":
+        raise GenlabError("perf.compile_mode=reduce_overhead uses CUDA graphs: it needs a GPU (trainer.accelerator).")
 
 
 def validate_gan(cfg: DictConfig) -> None:

@@ -12,7 +12,10 @@ from genlab.errors import GenlabError
 
 # Keys that may differ between the first run and its resumption: they change how long or how visibly the run
 # goes on, not what it computes.
-MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.enable_progress_bar", "logger.")
+# Speed levers (perf.*, DataLoader flags) change how fast, not what, a run computes: they may change on resume,
+# and runs saved before these keys existed resume too.
+MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.enable_progress_bar", "logger.",
+              "perf.", "data.pin_memory", "data.persistent_workers")
 
 
 def find_resume_checkpoint(cfg: DictConfig) -> Path | None:

@@ -137,9 +137,13 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         seed: int = 0,
+        pin_memory: bool | None = None,
+        persistent_workers: bool | None = None,
     ) -> None:
         super().__init__()
         _check_options(resolution, channels, fit, batch_size, num_workers, val_fraction)
+        if persistent_workers and num_workers == 0:
+            raise GenlabError("data.persistent_workers=true needs worker processes: set data.num_workers > 0")
         self.save_hyperparameters()
         self.root = str(root)
         self.download = download
@@ -151,6 +155,9 @@ class ImageDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.val_fraction = val_fraction
         self.seed = seed
+        # None: page-locked memory only pays when batches go to a GPU; persistent workers only exist with workers.
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
         self.train_dataset: Dataset[Item] | None = None
         self.val_dataset: Dataset[Item] | None = None
         # Training batches used so far in the current epoch, saved in checkpoints to resume mid-epoch.
@@ -251,8 +258,8 @@ class ImageDataModule(L.LightningDataModule):
             # leaves the global RNG (timesteps, noise, dropout) untouched, so a resumed run draws the same numbers.
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -12,6 +12,7 @@ from genlab.build import build_diffusion, build_unet
 from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
+from genlab.nn.levers import as_channels_last, compiled_call, set_levers
 from genlab.sampling import Guidance, generate, grid_labels, share_bounds
 
 
@@ -23,7 +24,12 @@ class DiffusionModule(L.LightningModule):
         # The plain config dict is the only hyper-parameter: load_from_checkpoint rebuilds everything from it.
         self.save_hyperparameters()
         self.cfg = from_container(config)
-        self.unet = build_unet(self.cfg)
+        perf = self.cfg.perf
+        self.unet = set_levers(build_unet(self.cfg), attention=perf.attention.value,
+                               grad_checkpointing=perf.grad_checkpointing, channels_last=perf.channels_last)
+        self.channels_last = bool(perf.channels_last)
+        # Built at the first training step, after EMAWeightAveraging has deep-copied the module without it.
+        self._compiled_unet: Callable[..., Tensor] | None = None
         self.diffusion = build_diffusion(self.cfg)
         self.loss_weights = dict(self.cfg.diffusion.loss_weights)
         # p_uncond = 1 drops every label: that is an unconditional model, so build_unet makes one.
@@ -36,7 +42,17 @@ class DiffusionModule(L.LightningModule):
 
     def model_fn(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """epsilon_theta(x_t, t[, y]): the network contract that the samplers and losses use."""
-        return self.unet(x, t, y)
+        if self.channels_last:
+            x = as_channels_last(x)
+        return self._network()(x, t, y)
+
+    def _network(self) -> Callable[..., Tensor]:
+        """The compiled U-Net in training when perf.compile, else the module itself (sampling sees many shapes)."""
+        if not (self.cfg.perf.compile and self.training and torch.is_grad_enabled()):
+            return self.unet
+        if self._compiled_unet is None:
+            self._compiled_unet = compiled_call(self.unet, self.cfg.perf.compile_mode.value)
+        return self._compiled_unet
 
     def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> tuple[dict[str, Tensor], Tensor]:
         x0, y = batch

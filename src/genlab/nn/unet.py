@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from genlab.nn.layers import (
     AttentionBlock,
@@ -57,9 +58,19 @@ class ResAttn(nn.Module):
         super().__init__()
         self.res = res
         self.attn = attn
+        # Gradient checkpointing: keep only this block's inputs for the backward pass and recompute the rest,
+        # trading about one extra forward for the activation memory of large resolutions.
+        self.grad_checkpointing = False
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         """Apply the residual block, then attention if present."""
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            # Non-reentrant: works with torch.compile and inputs that need no grad; the RNG state is replayed,
+            # so dropout drops the same units in the recomputation.
+            return checkpoint(self._forward, x, emb, use_reentrant=False)
+        return self._forward(x, emb)
+
+    def _forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.res(x, emb)
         return self.attn(h) if self.attn is not None else h
 
