@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 import torch
@@ -95,17 +94,14 @@ def test_unknown_attention_kernel_is_rejected() -> None:
         set_levers(tiny_unet(), attention="flash")
 
 
+@pytest.mark.slow  # inductor builds C++ kernels with gcc: about a minute on a 2-core CPU with a cold cache
 def test_compiled_forward_equals_eager_and_keeps_the_keys() -> None:
-    # Inductor builds C++ kernels with gcc: about a minute on a busy 2-core CPU, seconds with its cache warm.
     net = tiny_unet()
     keys = list(net.state_dict())
     fn = compiled_call(net)
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 500])
-    started = time.perf_counter()
     with torch.no_grad():
         out = fn(x, t)
-    if time.perf_counter() - started > 60:
-        pytest.skip("torch.compile took over 60 s on this machine; the comparison is left to `make bench`")
     with torch.no_grad():
         assert torch.allclose(out, net(x, t), atol=1e-5)
     assert list(net.state_dict()) == keys  # no `_orig_mod.` prefix
