@@ -132,6 +132,7 @@ def test_guidance_sweeps_score_class_accuracy(models: dict[str, Path], tmp_path:
             "rows": [{"label": "cfg w = 0", "ckpt": "cfg", "guidance": 0.0},
                      {"label": "cfg w = 2", "ckpt": "cfg", "guidance": 2.0},
                      {"label": "ddpm", "ckpt": "ddpm"},
+                     {"label": "ddpm s = 0", "ckpt": "ddpm", "classifier_scale": 0.0},
                      {"label": "ddpm s = 5", "ckpt": "ddpm", "classifier_scale": 5.0}],
             "metrics": ["fid", "class_acc", "is"], "n": 20, "batch_size": 20,
             "plot": {"kind": "sweep", "x": "guidance", "y": ["fid", "class_acc"], "tradeoff": ["class_acc", "fid"]}}
@@ -140,10 +141,11 @@ def test_guidance_sweeps_score_class_accuracy(models: dict[str, Path], tmp_path:
             f"classifier={models['clf']}", *table_args(models, tmp_path)]
     assert main(args) == 0
     rows = {r["row"]: r for r in read_csv(tmp_path / "tiny_guidance.csv")}
-    for label in ("cfg w = 0", "cfg w = 2", "ddpm s = 5"):  # steered: an accuracy in k / 20
+    for label in ("cfg w = 0", "cfg w = 2", "ddpm s = 0", "ddpm s = 5"):  # steered: an accuracy in k / 20
         acc = float(rows[label]["class_acc_mean"])
         assert 0 <= acc <= 1 and round(acc * 20, 6) == int(round(acc * 20))
     assert rows["ddpm"]["class_acc_mean"] == ""  # unsteered samples have no requested class
+    assert rows["ddpm s = 0"]["fid_mean"] == rows["ddpm"]["fid_mean"]  # s = 0: the same samples, now with labels
     md = (tmp_path / "tiny_guidance.md").read_text()
     assert "| | FID | Accuracy | IS |" in md and "| ddpm | " in md and " | - | " in md
     assert (tmp_path / "tiny_guidance.png").is_file()

@@ -124,7 +124,8 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None]
         raise GenlabError(f"row {cell.row}: guidance={w} needs a class-conditional (CFG) checkpoint.")
     if scale != 0 and ctx.classifier is None:
         raise GenlabError(f"row {cell.row}: classifier_scale={scale} needs classifier=PATH (experiment=classifier_*).")
-    labels = _labels(module, ctx.n, module.conditional or scale != 0)
+    # A row that names classifier_scale is steered, even at s = 0: its accuracy is the unguided baseline.
+    labels = _labels(module, ctx.n, module.conditional or "classifier_scale" in s)
     guidance = Guidance(
         labels=labels,
         cfg_weight=w,
