@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter  # noqa: E402
 
 from genlab.tables.spec import METRICS, TableSpec  # noqa: E402
 
@@ -57,6 +57,7 @@ def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> No
             if log_y is True or (isinstance(log_y, list) and metric in log_y):
                 ax.set_yscale("log")
                 ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())  # log minor ticks would print as 6x10^0
             ax.set_xticks(spec.columns.values, [str(v) for v in spec.columns.values])
             ax.xaxis.set_minor_locator(NullLocator())
             ax.grid(alpha=0.3)
