@@ -15,6 +15,7 @@ from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import to_extractor_uint8
 from genlab.metrics.reference import cache_dir_of, reference_features, reference_key
+from genlab.sampling import share_bounds
 
 
 @contextlib.contextmanager
@@ -74,7 +75,8 @@ class FIDCallback(L.Callback):
             self._build(trainer, pl_module)
         set_reference(self.metric, self.reference)
         world, rank = trainer.world_size, trainer.global_rank
-        share = self.ev.num_samples // world + (1 if rank < self.ev.num_samples % world else 0)
+        lo, hi = share_bounds(self.ev.num_samples, rank, world)
+        share = hi - lo
         with torch.no_grad():
             images = pl_module.eval_samples(share, seed=self.ev.seed + rank, batch_size=self.ev.batch_size)
             for batch in images.split(self.ev.batch_size):

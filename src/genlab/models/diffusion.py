@@ -13,7 +13,7 @@ from genlab.config_io import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
 from genlab.nn.levers import as_channels_last, compiled_call, set_levers
-from genlab.sampling import Guidance, generate, grid_labels, share_bounds
+from genlab.sampling import Guidance, balanced_labels, generate, grid_share
 
 
 class DiffusionModule(L.LightningModule):
@@ -146,13 +146,12 @@ class DiffusionModule(L.LightningModule):
         part=(rank, world): only rank's share of the grid, in order, drawn with seed + rank (DDP splits the work).
         """
         rank, world = part
-        if not self.conditional:
-            lo, hi = share_bounds(num_images, rank, world)
-            return self.sample(hi - lo, seed=seed + rank), 0
-        labels, per_class = grid_labels(num_images, int(self.cfg.data.num_classes))
-        lo, hi = share_bounds(len(labels), rank, world)
-        guidance = Guidance(labels=labels[lo:hi], cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
-        return self.sample(hi - lo, seed=seed + rank, guidance=guidance), per_class
+        n, labels, per_class = grid_share(num_images, self.cfg.data.num_classes if self.conditional else None,
+                                          rank, world)
+        guidance = None
+        if labels is not None:
+            guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
+        return self.sample(n, seed=seed + rank, guidance=guidance), per_class
 
     def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
         """n images in [-1, 1] for FID with the configured sampler: class-balanced labels for a conditional model.
@@ -161,6 +160,6 @@ class DiffusionModule(L.LightningModule):
         """
         if not self.conditional:
             return self.sample(n, seed=seed, batch_size=batch_size)
-        labels = torch.arange(n) % int(self.cfg.data.num_classes)  # [0, 1, .., K-1, 0, 1, ..]: balanced classes
+        labels = balanced_labels(n, self.cfg.data.num_classes)
         guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
         return self.sample(n, seed=seed, batch_size=batch_size, guidance=guidance)

@@ -25,7 +25,7 @@ from genlab.models.optim import scaled_lr
 from genlab.models.timesteps import rank_and_world
 from genlab.errors import GenlabError
 from genlab.nn.gan import DiscriminatorOutput
-from genlab.sampling import grid_labels, share_bounds
+from genlab.sampling import balanced_labels, grid_share
 
 WARN_EVERY = 100  # generator steps between two warnings of the same kind
 
@@ -216,7 +216,7 @@ class GANModule(L.LightningModule):
     def sample(self, n: int, *, seed: int = 0, batch_size: int = 256, labels: Tensor | None = None) -> Tensor:
         """n images in [-1, 1] from z drawn with `seed` on the CPU (the same images on any device and batch size)."""
         if self.conditional and labels is None:
-            labels = torch.arange(n) % int(self.cfg.data.num_classes)  # class-balanced
+            labels = balanced_labels(n, self.cfg.data.num_classes)
         z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
         was_training = self.training
         self.eval()
@@ -235,12 +235,9 @@ class GANModule(L.LightningModule):
         part=(rank, world): only rank's share of the grid, in order, drawn with seed + rank (DDP splits the work).
         """
         rank, world = part
-        if not self.conditional:
-            lo, hi = share_bounds(num_images, rank, world)
-            return self.sample(hi - lo, seed=seed + rank), 0
-        labels, per_class = grid_labels(num_images, int(self.cfg.data.num_classes))
-        lo, hi = share_bounds(len(labels), rank, world)
-        return self.sample(hi - lo, seed=seed + rank, labels=labels[lo:hi]), per_class
+        n, labels, per_class = grid_share(num_images, self.cfg.data.num_classes if self.conditional else None,
+                                          rank, world)
+        return self.sample(n, seed=seed + rank, labels=labels), per_class
 
     def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
         """Samples for evaluation metrics: class-balanced labels for a conditional generator."""

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import Tensor
 
 from genlab.checkpoints import load_classifier, load_generator, read_checkpoint
@@ -22,7 +21,7 @@ from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import create_extractor, extractor_spec, file_sha256
 from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
 from genlab.sample import pick_device
-from genlab.sampling import Guidance
+from genlab.sampling import Guidance, balanced_labels
 from genlab.tables.cells import CellStore, cell_hash
 from genlab.tables.spec import Cell, TableSpec
 
@@ -108,7 +107,7 @@ def _labels(module: Any, n: int, wants_labels: bool) -> Tensor | None:
     num_classes = module.cfg.data.num_classes
     if not num_classes:
         raise GenlabError("guidance needs labelled data; this checkpoint's dataset has no classes.")
-    return torch.arange(n) % int(num_classes)
+    return balanced_labels(n, num_classes)
 
 
 def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None]:
