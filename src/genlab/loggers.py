@@ -23,6 +23,15 @@ def wandb_has_credentials() -> bool:
         return False
 
 
+def wandb_must_go_offline() -> bool:
+    """True (and says so) when nothing sets WANDB_MODE and there are no credentials: wandb would prompt on a TTY
+    and hang, so the run goes offline instead (`wandb sync` later)."""
+    if "WANDB_MODE" in os.environ or wandb_has_credentials():
+        return False
+    print("genlab: no W&B credentials found, logging offline; upload later with `wandb sync`.")
+    return True
+
+
 def build_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) -> list[Logger]:
     """CSV into the run folder (always), and the logger named by `logger.name`; `wandb_id` continues a W&B run."""
     # run_dir/logs/metrics.csv: a folder of its own, since CSVLogger clears files in a non-empty log dir.
@@ -44,9 +53,7 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, wandb_id: str | None) -> Logge
     from lightning.pytorch.loggers import WandbLogger
 
     kwargs: dict[str, Any] = {}
-    # Without credentials wandb would prompt on a TTY and hang; go offline instead (`wandb sync` later).
-    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
-        print("genlab: no W&B credentials found, logging offline; upload later with `wandb sync`.")
+    if wandb_must_go_offline():
         kwargs["offline"] = True
     if wandb_id:
         # A resumed genlab run continues its W&B run: same id, wandb's resume="allow".

@@ -82,17 +82,12 @@ def wanted_wandb(a: TableArgs, ctx: SweepContext) -> bool:
 def log_wandb(spec: TableSpec, ctx: SweepContext, header: list[str], rows: list[list[Any]], plot: Path,
               markdown: str) -> str:
     """A W&B run of job type `table` holding the wandb.Table, the plot and the Markdown; returns the run's folder."""
-    import os
-
     import wandb
 
-    from genlab.loggers import wandb_has_credentials
+    from genlab.loggers import wandb_must_go_offline
 
     log = ctx.cfg.logger
-    mode = None
-    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
-        print("genlab: no W&B credentials found, logging offline; upload later with `wandb sync`.")
-        mode = "offline"
+    mode = "offline" if wandb_must_go_offline() else None
     run = wandb.init(project=log.project, entity=log.entity, group=log.group, job_type="table",
                      name=f"table-{spec.name}", dir=str(Path(ctx.args.out)), mode=mode,
                      config={"spec": spec.name, "n": ctx.n, "seeds": spec.seeds, "features": ctx.extractor.features,
