@@ -76,7 +76,7 @@ def compose_markdown(spec: TableSpec, entries: list[dict[str, Any]], footer: lis
 def wanted_wandb(a: TableArgs, ctx: SweepContext) -> bool:
     if a.wandb is not None:
         return a.wandb
-    return any(m.cfg.logger.name.value == "wandb" for m in ctx._modules.values())
+    return any(m.cfg.logger.name.value == "wandb" for m in ctx.modules.values())
 
 
 def log_wandb(spec: TableSpec, ctx: SweepContext, header: list[str], rows: list[list[Any]], plot: Path,

@@ -38,10 +38,17 @@ class SweepContext:
         self.device = pick_device(a.device)
         self.paths = self._checkpoint_paths()
         self.extractor = extractor_spec(a.features.value, a.inception_weights, a.domain_classifier, prefix="")
-        self._modules: dict[str, Any] = {}
+        self.modules: dict[str, Any] = {}  # every checkpoint is some row's: load each once, up front
         self.weights: dict[str, str] = {}
-        first = self.module(next(iter(self.paths)))
-        self.cfg = first.cfg
+        for name, path in self.paths.items():
+            ckpt = read_checkpoint(path)
+            self.modules[name] = load_generator(path, ema=a.ema, ckpt=ckpt).to(self.device)
+            self.weights[name] = weights_used(ckpt, a.ema)
+        self.cfg = next(iter(self.modules.values())).cfg
+        for name, module in self.modules.items():
+            if module.cfg.data.name != self.cfg.data.name:
+                raise GenlabError(f"checkpoint {self.paths[name]} was trained on {module.cfg.data.name.value}, the "
+                                  f"others on {self.cfg.data.name.value}: one table scores one dataset.")
         if self.extractor.features == "domain":
             check_domain_classifier(self.extractor.weights_path, self.cfg.data, "domain_classifier")
         self.cache_dir = cache_dir_of(a.cache_dir)
@@ -74,17 +81,8 @@ class SweepContext:
         return paths
 
     def module(self, name: str | None) -> Any:
-        """The generator of a named checkpoint (loaded once, on the sweep's device)."""
-        name = name or DEFAULT_CKPT
-        if name not in self._modules:
-            ckpt = read_checkpoint(self.paths[name])
-            module = load_generator(self.paths[name], ema=self.args.ema, ckpt=ckpt)
-            self.weights[name] = weights_used(ckpt, self.args.ema)
-            self._modules[name] = module.to(self.device)
-            if hasattr(self, "cfg") and module.cfg.data.name != self.cfg.data.name:
-                raise GenlabError(f"checkpoint {self.paths[name]} was trained on {module.cfg.data.name.value}, the "
-                                  f"others on {self.cfg.data.name.value}: one table scores one dataset.")
-        return self._modules[name]
+        """The generator of a named checkpoint (None: ckpt=PATH's), on the sweep's device."""
+        return self.modules[name or DEFAULT_CKPT]
 
     def hash_context(self, cell: Cell) -> dict[str, Any]:
         """Everything besides the cell's settings and seed that decides its numbers."""
