@@ -15,10 +15,11 @@ from omegaconf import DictConfig
 from bench_config import Bench
 from report import Section, Target
 from genlab.build import build_datamodule, resolve_data_keys
-from genlab.config_io import load_config, to_container
+from genlab.config import load_config, to_container
 from genlab.models import DiffusionModule
 from genlab.models.optim import adamw_with_warmup
-from genlab.train import build_trainer
+from genlab.runs import RunDir
+from genlab.training.trainer import build_trainer
 
 
 class StepClock(L.Callback):
@@ -50,7 +51,7 @@ def fit_step_times(cfg: DictConfig, warmup: int) -> list[float]:
     torch.manual_seed(0)
     module = DiffusionModule(to_container(cfg))
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir))
+        trainer = build_trainer(cfg, RunDir(Path(run_dir)))
         clock = StepClock()
         trainer.callbacks.append(clock)
         trainer.fit(module, datamodule=datamodule)
@@ -100,7 +101,7 @@ def run(b: Bench) -> Section:
     section = Section("2. Lightning overhead: Trainer.fit vs a bare PyTorch loop")
     section.lines += [f"experiment=ddpm_digits (U-Net {cfg.unet.base_channels} base channels, batch "
                       f"{cfg.data.batch_size}, {cfg.data.resolution}x{cfg.data.resolution}) on {b.device}. "
-                      f"Trainer.fit is built by genlab.train.build_trainer with every callback of a real run "
+                      f"Trainer.fit is built by genlab.training.trainer.build_trainer with every callback of a real run "
                       f"(EMA every step, loss logging every step, non-finite guard, checkpoint bookkeeping); sample "
                       f"grids are off, and validation and the checkpoint come after the timed steps. The bare loop "
                       f"does the same losses, backward, gradient clipping, AdamW and LR schedule on the same "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.machine import cpu_model, git_commit
+from genlab.runs.provenance import cpu_model, git_commit
 
 
 @dataclass

@@ -10,8 +10,8 @@ from bench_config import Bench
 from report import Section, Target
 from timing import interleaved, timed_once
 from genlab.build import build_datamodule, resolve_data_keys
-from genlab.config_io import load_config, to_container
-from genlab.diffusion import ddim_sample
+from genlab.config import load_config, to_container
+from genlab.diffusion import SamplerSettings, ddim_sample
 from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance
 from genlab.models import DiffusionModule
 
@@ -43,9 +43,9 @@ def run(b: Bench) -> Section:
     module = digits_module(b, "ddpm_digits")
     T = module.diffusion.num_timesteps
     ddim_steps = (5, 2) if b.quick else (50, 10)
-    module.sample(n, sampler="ddim", steps=2, batch_size=n)  # warm-up: first calls allocate and pick kernels
-    ddpm_s = timed_once(lambda: module.sample(n, sampler="ddpm", batch_size=n), b.device)
-    ddim = interleaved({s: (lambda s=s: module.sample(n, sampler="ddim", steps=s, batch_size=n)) for s in ddim_steps},
+    module.sample(n, SamplerSettings(name="ddim", steps=2), batch_size=n)  # warm-up: first calls allocate and pick kernels
+    ddpm_s = timed_once(lambda: module.sample(n, SamplerSettings(name="ddpm", steps=None), batch_size=n), b.device)
+    ddim = interleaved({s: (lambda s=s: module.sample(n, SamplerSettings(name="ddim", steps=s), batch_size=n)) for s in ddim_steps},
                        rounds=b.rounds + 1, warmup=1, device=b.device)
     rows = [[f"DDPM, {T} steps", f"{n / ddpm_s:.2f}", f"{ddpm_s:.1f}", "1.0"]]
     for steps in ddim_steps:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY
-from genlab.callbacks.images import load_png
+from genlab.images import load_png
 from genlab.cli import main
 
 

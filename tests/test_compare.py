@@ -48,7 +48,7 @@ def test_compare_refuses_folders_that_are_not_runs(tmp_path: Path, capsys: pytes
 
 
 def test_best_fid_is_the_lowest_per_extractor(tmp_path: Path) -> None:
-    from genlab.compare import summarise
+    from genlab.commands.compare import summarise
 
     run = tmp_path / "run"
     (run / "logs").mkdir(parents=True)

@@ -6,8 +6,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from genlab.cli import main
-from genlab.config import Config, DataName, SamplerName
-from genlab.config_io import from_container, load_config, parse_overrides, to_container
+from genlab.config import Config
+from genlab.data import DataName
+from genlab.diffusion import SamplerName
+from genlab.config import from_container, load_config, parse_overrides, to_container
 from genlab.errors import GenlabError
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from conftest import TINY, subprocess_env
-from genlab.callbacks.images import load_png
+from genlab.images import load_png
 
 COMMON = ["experiment=ddpm_digits", *TINY, "trainer.accelerator=cpu", "trainer.max_steps=8",
           "trainer.val_every_n_steps=8", "callbacks.checkpoint.every_n_steps=8", "trainer.log_every_n_steps=1",

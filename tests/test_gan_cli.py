@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import TINY
-from genlab.callbacks.images import load_png
-from genlab.checkpoints import load_gan
+from genlab.images import load_png
+from genlab.runs.checkpoint import load_gan
 from genlab.cli import main
 
 TINY_GAN = [*TINY, "gan.latent_dim=16", "gan.g_channels=8", "gan.d_channels=8"]

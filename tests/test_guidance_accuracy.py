@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import TINY
-from genlab.checkpoints import load_classifier, load_diffusion
+from genlab.runs.checkpoint import load_classifier, load_diffusion
 from genlab.cli import main
-from genlab.sample_guidance import class_accuracy
-from genlab.sampling import Guidance
+from genlab.metrics.class_accuracy import class_accuracy
+from genlab.diffusion import SamplerSettings
 
 
 @pytest.mark.slow
@@ -26,8 +26,8 @@ def test_classifier_guidance_raises_class_accuracy(tmp_path: Path) -> None:
     labels = torch.arange(10).repeat_interleave(10)
     accuracy = {}
     for scale in (0.0, 5.0):
-        guidance = Guidance(labels=labels, classifier_log_prob=classifier.log_prob, classifier_scale=scale)
-        images = diffusion.sample(len(labels), sampler="ddim", steps=20, eta=0.0, seed=0, guidance=guidance)
+        settings = SamplerSettings(name="ddim", steps=20, eta=0.0, classifier_scale=scale)
+        images = diffusion.sample(len(labels), settings, labels=labels, classifier=classifier, seed=0)
         accuracy[scale] = class_accuracy(classifier, images, labels)
     print("class accuracy by classifier_scale:", accuracy)
     assert accuracy[5.0] > accuracy[0.0] + 0.2, accuracy

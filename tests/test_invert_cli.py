@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import TINY
-from genlab.callbacks.images import load_png, save_png
-from genlab.checkpoints import load_diffusion
+from genlab.images import load_png, save_png
+from genlab.runs.checkpoint import load_diffusion
 from genlab.cli import main
 from genlab.diffusion import ddim_invert, ddim_sample
 from genlab.errors import GenlabError
-from genlab.invert import Source, dataset_item, parse_source, to_unit
-from genlab.sampling import to_uint8
+from genlab.commands.invert import Source, dataset_item, parse_source, to_unit
+from genlab.images import to_uint8
 
 TRAIN_STEPS = 20
 # 20 steps: the raw weights have learned enough that few-step DDIM no longer inverts exactly (measured MSE 9e-4 at

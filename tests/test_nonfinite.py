@@ -8,8 +8,8 @@ import torch
 
 from conftest import TINY
 from genlab.build import build_datamodule, resolve_data_keys
-from genlab.callbacks.nonfinite import NonFiniteGuard
-from genlab.config_io import load_config, parse_overrides, to_container
+from genlab.training.callbacks.nonfinite import NonFiniteGuard
+from genlab.config import load_config, parse_overrides, to_container
 from genlab.errors import GenlabError
 from genlab.models import DiffusionModule
 

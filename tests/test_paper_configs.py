@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from conftest import REPO
 from genlab.build import build_unet
 from genlab.cli import main
-from genlab.config_io import load_config
+from genlab.config import load_config
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
 

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY
 from genlab.cli import main
 from genlab.build import build_datamodule
-from genlab.config_io import load_config
+from genlab.config import load_config
 
 LEVERS = ["perf.channels_last=true", "perf.grad_checkpointing=true", "perf.attention=math",
           "data.pin_memory=false"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import TINY, subprocess_env
-from genlab.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
+from genlab.runs.checkpoint import AtomicCheckpointIO, remove_stale_temporaries
 
 # 25 batches of 64 per digits epoch: 60 steps cross two epoch boundaries; checkpoints every 10 steps.
 ARGS = ["experiment=ddpm_digits", *TINY, "data.batch_size=64", "trainer.max_steps=60", "trainer.val_every_n_steps=20",

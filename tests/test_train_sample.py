@@ -12,8 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, subprocess_env
-from genlab.callbacks.images import load_png
-from genlab.checkpoints import load_diffusion
+from genlab.images import load_png
+from genlab.runs.checkpoint import load_diffusion
 from genlab.cli import main
 
 

@@ -155,8 +155,8 @@ def test_a_crashed_ddp_rank_ends_the_run_with_an_error_not_a_hang(tmp_path: Path
 
 
 def test_wandb_checkpoint_artifacts_are_opt_in(tmp_path: Path) -> None:
-    from genlab.config_io import load_config, parse_overrides
-    from genlab.loggers import build_loggers
+    from genlab.config import load_config, parse_overrides
+    from genlab.training.loggers import build_loggers
 
     for flag, expected in (("false", False), ("true", "all")):
         cfg = load_config(parse_overrides(["logger=wandb", f"logger.log_checkpoints={flag}", "logger.tags=[a,b]"]))

@@ -1,22 +1,18 @@
-"""Explicit factories from a typed config to objects: no class paths in YAML."""
+"""Explicit factories from a typed config to objects (DataModule, networks, diffusion process, device): no class
+paths in YAML."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from genlab.data import DATAMODULES
 from genlab.data.base import ImageDataModule
 from genlab.diffusion import GaussianDiffusion, make_betas
 from genlab.errors import GenlabError
-from genlab.nn import UNet
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from genlab.nn.classifier import NoiseAwareClassifier
-    from genlab.nn.gan import DCGANGenerator
+from genlab.nn import NoiseAwareClassifier, UNet
+from genlab.nn.gan import DCGANDiscriminator, DCGANGenerator, UNetDiscriminator, spectral_norm
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -36,8 +32,8 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
         persistent_workers=data.persistent_workers,
     )
     if data.fit is not None:
-        kwargs["fit"] = data.fit.value
-    return DATAMODULES[data.name.value](**kwargs)
+        kwargs["fit"] = str(data.fit)
+    return DATAMODULES[str(data.name)](**kwargs)
 
 
 def resolve_data_keys(cfg: DictConfig, datamodule: ImageDataModule) -> None:
@@ -64,7 +60,7 @@ def _network_kwargs(cfg: DictConfig) -> dict:
         attention_resolutions=tuple(u.attention_resolutions),
         dropout=u.dropout,
         num_heads=u.num_heads,
-        time_injection=u.time_injection.value,
+        time_injection=u.time_injection,
     )
 
 
@@ -84,18 +80,16 @@ def build_unet(cfg: DictConfig) -> UNet:
 def build_diffusion(cfg: DictConfig) -> GaussianDiffusion:
     """The Gaussian diffusion process (schedule buffers and loss) of the config."""
     d = cfg.diffusion
-    kwargs = {"beta_start": d.beta_start, "beta_end": d.beta_end} if d.schedule.value == "linear" else {}
-    betas = make_betas(d.schedule.value, d.timesteps, **kwargs)
-    return GaussianDiffusion(betas, variance=d.variance.value)
+    kwargs = {"beta_start": d.beta_start, "beta_end": d.beta_end} if d.schedule == "linear" else {}
+    betas = make_betas(str(d.schedule), d.timesteps, **kwargs)
+    return GaussianDiffusion(betas, variance=str(d.variance))
 
 
-def build_classifier(cfg: DictConfig) -> "NoiseAwareClassifier":
+def build_classifier(cfg: DictConfig) -> NoiseAwareClassifier:
     """The noise-aware classifier: the U-Net encoder (the `unet` block's settings) and a pooling head."""
-    from genlab.nn.classifier import NoiseAwareClassifier
-
     try:
         return NoiseAwareClassifier(
-            **_network_kwargs(cfg), num_classes=cfg.data.num_classes, pool=cfg.model.classifier_pool.value
+            **_network_kwargs(cfg), num_classes=cfg.data.num_classes, pool=cfg.model.classifier_pool
         )
     except ValueError as exc:
         raise _shape_error(cfg, "classifier", exc) from None
@@ -105,10 +99,8 @@ def _gan_classes(cfg: DictConfig) -> int | None:
     return cfg.data.num_classes if cfg.model.conditional else None
 
 
-def build_generator(cfg: DictConfig) -> "DCGANGenerator":
+def build_generator(cfg: DictConfig) -> DCGANGenerator:
     """The GAN generator of the `gan` block, class-conditional when model.conditional."""
-    from genlab.nn.gan import DCGANGenerator
-
     g = cfg.gan
     try:
         return DCGANGenerator(
@@ -123,10 +115,8 @@ def build_generator(cfg: DictConfig) -> "DCGANGenerator":
         raise _shape_error(cfg, "gan generator", exc) from None
 
 
-def build_discriminator(cfg: DictConfig) -> "nn.Module":
+def build_discriminator(cfg: DictConfig) -> nn.Module:
     """The GAN discriminator (DCGAN or U-Net) of the `gan` block, with spectral norm when gan.spectral_norm."""
-    from genlab.nn.gan import DCGANDiscriminator, UNetDiscriminator, spectral_norm
-
     g = cfg.gan
     kwargs = dict(
         in_channels=cfg.data.channels,
@@ -136,10 +126,17 @@ def build_discriminator(cfg: DictConfig) -> "nn.Module":
         num_classes=_gan_classes(cfg),
     )
     try:
-        if g.discriminator.value == "unet":
+        if g.discriminator == "unet":
             net: nn.Module = UNetDiscriminator(**kwargs, num_res_blocks=g.d_num_res_blocks)
         else:
             net = DCGANDiscriminator(**kwargs)
     except ValueError as exc:
         raise _shape_error(cfg, "gan discriminator", exc) from None
     return spectral_norm(net) if g.spectral_norm else net
+
+
+def pick_device(name: str) -> torch.device:
+    """A command's device= argument: "auto" is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

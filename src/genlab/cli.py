@@ -5,10 +5,9 @@ Bad input exits with status 2 and a message.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from pathlib import Path
-
-from omegaconf import OmegaConf
+from typing import Callable
 
 from genlab.errors import GenlabError
 
@@ -16,7 +15,8 @@ USAGE = """usage: genlab COMMAND [key=value ...]
 
 commands:
   train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
-  sample  ckpt=PATH [sampler=ddim steps=50 eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]   (GAN: n seed out ema)
+  sample  ckpt=PATH [sampler=ddim|ddpm steps=S eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]   (GAN: n seed out ema)
+          steps counts network evaluations for every sampler (default: 50 for ddim, all T for ddpm)
   config  [experiment=NAME] [key=value ...]                  print the resolved config
   invert  ckpt=PATH image=IMAGE steps=S [out=recon.png ema=true clip=false device=auto spacing=uniform label=K]
           DDIM-encode an image to x_T and decode it again: PNG target | x_T | reconstruction, MSE in a .json
@@ -48,67 +48,24 @@ Experiments live in experiments/, building blocks in configs/<group>/. Examples:
   genlab table ddim_steps_eta ckpt=runs/ddpm_mnist/.../checkpoints/last.ckpt n=1000 features=domain domain_classifier=CLF.ckpt
 """
 
-
-def _cmd_train(args: list[str]) -> None:
-    from genlab.config_io import load_config, parse_overrides
-    from genlab.train import train
-
-    overrides = parse_overrides(args)
-    train(load_config(overrides), overrides)
-
-
-def _cmd_config(args: list[str]) -> None:
-    from genlab.config_io import load_config, parse_overrides, to_container
-
-    print(OmegaConf.to_yaml(to_container(load_config(parse_overrides(args)))), end="")
-
-
-def _cmd_sample(args: list[str]) -> None:
-    from genlab.sample import sample_command
-
-    sample_command(args)
-
-
-def _cmd_eval(args: list[str]) -> None:
-    from genlab.evaluate import eval_command
-
-    eval_command(args)
-
-
-def _cmd_invert(args: list[str]) -> None:
-    from genlab.invert import invert_command
-
-    invert_command(args)
-
-
-def _cmd_interpolate(args: list[str]) -> None:
-    from genlab.invert import interpolate_command
-
-    interpolate_command(args)
-
-
-def _cmd_table(args: list[str]) -> None:
-    from genlab.tables.command import table_command
-
-    table_command(args)
-
-
-def _cmd_compare(args: list[str]) -> None:
-    from genlab.compare import compare_command
-
-    compare_command(args)
-
-
-COMMANDS = {
-    "train": _cmd_train,
-    "sample": _cmd_sample,
-    "config": _cmd_config,
-    "invert": _cmd_invert,
-    "interpolate": _cmd_interpolate,
-    "compare": _cmd_compare,
-    "eval": _cmd_eval,
-    "table": _cmd_table,
+# Each command's module in genlab.commands and its entry function. A command's module is imported only when the
+# command runs, so `genlab --help` does not load torch, Lightning and W&B.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train_command"),
+    "sample": ("sample", "sample_command"),
+    "config": ("train", "config_command"),
+    "invert": ("invert", "invert_command"),
+    "interpolate": ("invert", "interpolate_command"),
+    "compare": ("compare", "compare_command"),
+    "eval": ("eval", "eval_command"),
+    "table": ("table", "table_command"),
 }
+
+
+def command_function(command: str) -> Callable[[list[str]], object]:
+    """The entry function of a genlab command."""
+    module, function = COMMANDS[command]
+    return getattr(importlib.import_module(f"genlab.commands.{module}"), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab: unknown command {command!r}.\n\n{USAGE}", end="", file=sys.stderr)
         return 2
     try:
-        COMMANDS[command](args)
+        command_function(command)(args)
     except GenlabError as exc:
         print(f"genlab {command}: error: {exc}", file=sys.stderr)
         return 2

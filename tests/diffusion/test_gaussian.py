@@ -90,13 +90,13 @@ def test_round_trips_between_x0_and_eps(diffusion: GaussianDiffusion) -> None:
 def test_extract_checks_t_and_follows_x_without_moving_buffers() -> None:
     diffusion = GaussianDiffusion(linear_betas(10))
     x = torch.zeros(3, 2, 5, dtype=torch.float64)
-    out = diffusion._extract(diffusion.betas, torch.tensor([0, 4, 9]), x)
+    out = diffusion.extract(diffusion.betas, torch.tensor([0, 4, 9]), x)
     assert out.shape == (3, 1, 1) and out.dtype == torch.float64
     torch.testing.assert_close(out.flatten(), diffusion.betas[[0, 4, 9]].double())
     with pytest.raises(ValueError, match=r"shape \[B\]"):
-        diffusion._extract(diffusion.betas, torch.tensor([0, 4]), x)
+        diffusion.extract(diffusion.betas, torch.tensor([0, 4]), x)
     with pytest.raises(ValueError, match="integer"):
-        diffusion._extract(diffusion.betas, torch.tensor([0.0, 4.0, 9.0]), x)
+        diffusion.extract(diffusion.betas, torch.tensor([0.0, 4.0, 9.0]), x)
     # Meta tensors stand in for another device: the result goes there, the buffers stay on the CPU.
     x_meta = torch.empty(3, 2, device="meta")
     on_meta = diffusion.q_sample(x_meta, torch.tensor([1, 2, 3]), x_meta)

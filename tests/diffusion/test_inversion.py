@@ -20,7 +20,7 @@ def delta_eps(x_star: Tensor, diffusion: GaussianDiffusion):
     """The exact eps of data that is the single point x*: eps(x_t, t) = (x_t - sqrt(abar_t) x*) / sqrt(1 - abar_t)."""
 
     def model_fn(x: Tensor, t: Tensor) -> Tensor:
-        abar = diffusion._extract(diffusion.alphas_cumprod, t, x)
+        abar = diffusion.extract(diffusion.alphas_cumprod, t, x)
         return (x - abar.sqrt() * x_star) / (1 - abar).sqrt()
 
     return model_fn
@@ -31,7 +31,7 @@ def gaussian_eps(mu: float, s: float, diffusion: GaussianDiffusion):
     eps = -sqrt(1 - abar) * score = sqrt(1 - abar) (x - sqrt(abar) mu) / v. Linear in x."""
 
     def model_fn(x: Tensor, t: Tensor) -> Tensor:
-        abar = diffusion._extract(diffusion.alphas_cumprod, t, x).double()
+        abar = diffusion.extract(diffusion.alphas_cumprod, t, x).double()
         return ((1 - abar).sqrt() * (x.double() - abar.sqrt() * mu) / (abar * s**2 + 1 - abar)).to(x.dtype)
 
     return model_fn

@@ -182,8 +182,8 @@ def test_one_ddim_eta1_step_equals_the_ddpm_step(clip: bool, betas: torch.Tensor
     z = torch.randn(n, 3, 4, generator=g)
     eps = fake_eps(x_t, t)
     out = diffusion.p_mean_variance_from_eps(x_t, t, eps, clip_denoised=clip)
-    alpha_bar_t = diffusion._extract(diffusion.alphas_cumprod, t, x_t)
-    alpha_bar_prev = diffusion._extract(diffusion.alphas_cumprod_prev, t, x_t)
+    alpha_bar_t = diffusion.extract(diffusion.alphas_cumprod, t, x_t)
+    alpha_bar_prev = diffusion.extract(diffusion.alphas_cumprod_prev, t, x_t)
 
     deterministic = ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev, 1.0, torch.zeros_like(x_t), clip)
     torch.testing.assert_close(deterministic, out["mean"], rtol=1e-5, atol=atol)

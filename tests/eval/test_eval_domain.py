@@ -15,8 +15,8 @@ import torch_fidelity
 
 import genlab.metrics.inception as inception
 from conftest import TINY, subprocess_env
-from genlab.callbacks.images import load_png, save_png
-from genlab.checkpoints import load_generator, read_checkpoint
+from genlab.images import load_png, save_png
+from genlab.runs.checkpoint import load_generator, read_checkpoint
 from genlab.cli import main
 from genlab.errors import GenlabError
 from genlab.metrics.domain import DOMAIN_NAME, DomainFeatureExtractor
@@ -223,4 +223,4 @@ def test_eval_with_respaced_ddpm_records_its_sampler(fid_run: Path, classifier_c
     assert main([*base, "sampler=ddim", "steps=4", "variance=beta"]) == 2
     assert "variance= applies to sampler=ddpm" in capsys.readouterr().err
     assert main([*base, "sampler=ddpm", "steps=1"]) == 2
-    assert "ddpm_steps" in capsys.readouterr().err
+    assert "steps=1 must lie in [2, T" in capsys.readouterr().err  # sampler.ddpm_steps is sampler.steps now

@@ -7,9 +7,8 @@ import torch
 
 from conftest import TINY
 from genlab.build import build_datamodule, resolve_data_keys
-from genlab.config_io import load_config, parse_overrides, to_container
+from genlab.config import load_config, parse_overrides, to_container
 from genlab.models import DiffusionModule
-from genlab.sampling import Guidance
 
 
 def tiny_module(experiment: str) -> DiffusionModule:
@@ -23,8 +22,8 @@ def test_eval_samples_are_the_configured_samplers_images(experiment: str) -> Non
     module = tiny_module(experiment)
     images = module.eval_samples(12, seed=3, batch_size=5)
     assert images.shape == (12, 1, 16, 16) and images.min() >= -1 and images.max() <= 1
-    guidance = None
+    labels = None
     if module.conditional:  # labels 0..9, 0, 1: every class once before any repeats; the configured CFG weight
         labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
-        guidance = Guidance(labels=labels, cfg_weight=1.5, null_class=module.unet.null_class)
-    assert torch.equal(images, module.sample(12, seed=3, batch_size=5, guidance=guidance))
+        assert module.sampler_settings.guidance == 1.5
+    assert torch.equal(images, module.sample(12, seed=3, batch_size=5, labels=labels))

@@ -16,9 +16,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 import genlab.metrics.inception as inception
-from genlab.callbacks.images import save_png
+from genlab.images import save_png
 from genlab.errors import GenlabError
-from genlab.evaluate import isc_note
+from genlab.metrics.fidelity import isc_note
 from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_spec
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import from_extractor_uint8, to_extractor_uint8

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from conftest import TINY
-from genlab.config_io import load_config, parse_overrides, to_container
+from genlab.config import load_config, parse_overrides, to_container
 from genlab.models import DiffusionModule
-from genlab.sampling import Guidance
 
 
 def tiny_module(*overrides: str) -> DiffusionModule:
@@ -37,8 +36,9 @@ def test_p_uncond_one_is_a_model_that_ignores_labels() -> None:
     assert not module.conditional and module.unet.null_class is None
     for p in module.parameters():  # make the zero-initialised layers non-trivial
         torch.nn.init.normal_(p, std=0.05)
-    a = module.sample(4, steps=3, seed=0, guidance=Guidance(labels=torch.tensor([0, 1, 2, 3])))
-    b = module.sample(4, steps=3, seed=0, guidance=Guidance(labels=torch.tensor([9, 8, 7, 6])))
+    settings = module.sampler_settings.override(steps=3)
+    a = module.sample(4, settings, seed=0, labels=torch.tensor([0, 1, 2, 3]))
+    b = module.sample(4, settings, seed=0, labels=torch.tensor([9, 8, 7, 6]))
     assert torch.equal(a, b)
 
 

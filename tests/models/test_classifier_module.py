@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from genlab.config_io import load_config, to_container
+from genlab.config import load_config, to_container
 from genlab.data import DATAMODULES
 from genlab.models import ClassifierModule
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from genlab.build import build_datamodule, resolve_data_keys
-from genlab.config_io import load_config, parse_overrides, to_container
+from genlab.config import load_config, parse_overrides, to_container
 from genlab.errors import GenlabError
 from genlab.models.gan import GANModule
+from genlab.training.callbacks.nonfinite import NonFiniteGuard
 
 TINY_GAN = ["gan.latent_dim=8", "gan.g_channels=8", "gan.d_channels=8", "data.batch_size=16"]
 
@@ -24,9 +25,11 @@ def tiny_gan(*overrides: str) -> tuple[GANModule, L.LightningDataModule]:
 
 
 def fit(module: GANModule, datamodule: L.LightningDataModule, **trainer_kwargs: object) -> L.Trainer:
+    """A bare Trainer with the run's NaN guard (it decides what a non-finite loss does)."""
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, **trainer_kwargs,
+        enable_model_summary=False, limit_val_batches=0,
+        callbacks=[NonFiniteGuard(module.cfg.trainer.on_nonfinite)], **trainer_kwargs,
     )
     trainer.fit(module, datamodule=datamodule)
     return trainer

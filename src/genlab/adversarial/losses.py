@@ -5,14 +5,22 @@ all elements, so per-pixel logits [B, 1, H, W] (U-Net discriminator) and global 
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from enum import StrEnum
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AdversarialLoss = Literal["non_saturating", "hinge", "wasserstein"]
-ADVERSARIAL_LOSSES: tuple[str, ...] = get_args(AdversarialLoss)
+class AdversarialLoss(StrEnum):
+    """The GAN objective."""
+
+    non_saturating = "non_saturating"
+    hinge = "hinge"
+    wasserstein = "wasserstein"  # needs gan.lambda_gp > 0 (WGAN-GP) or gan.spectral_norm
+
+
+ADVERSARIAL_LOSSES: tuple[str, ...] = tuple(m.value for m in AdversarialLoss)
 
 
 def _check(name: str) -> None:

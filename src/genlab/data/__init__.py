@@ -1,5 +1,7 @@
 """DataModules yielding (image C×H×W in [-1, 1], int64 label) items, and their registry by name."""
 
+from enum import StrEnum
+
 from genlab.data.base import FIT_MODES, FitMode, ImageDataModule
 from genlab.data.celeba import CelebADataModule
 from genlab.data.digits import DigitsDataModule
@@ -19,7 +21,22 @@ DATAMODULES: dict[str, type[ImageDataModule]] = {
     )
 }
 
+
+class DataName(StrEnum):
+    """data.name: the DataModule of a run (each is a key of DATAMODULES)."""
+
+    digits = "digits"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+    image_folder = "image_folder"
+    celeba = "celeba"  # aligned CelebA faces, DDIM's 128x128 face box resized (torchvision folder layout)
+
+
+assert set(DataName) == set(DATAMODULES), "every DataModule needs a DataName member, and only those"
+
 __all__ = [
+    "DataName",
     "CIFAR10DataModule",
     "CelebADataModule",
     "DATAMODULES",

@@ -2,7 +2,7 @@
 
 import warnings
 from collections.abc import Callable
-from typing import Literal, get_args
+from enum import StrEnum
 
 import lightning as L
 import torch
@@ -14,8 +14,15 @@ from torchvision.transforms.v2 import functional as F
 from genlab.data.sampler import ResumableShuffle, ShardedSequential
 from genlab.errors import GenlabError
 
-FitMode = Literal["resize", "pad", "center_crop"]
-FIT_MODES: tuple[str, ...] = get_args(FitMode)
+class FitMode(StrEnum):
+    """How an image reaches the training resolution."""
+
+    resize = "resize"
+    pad = "pad"
+    center_crop = "center_crop"
+
+
+FIT_MODES: tuple[str, ...] = tuple(m.value for m in FitMode)
 Item = tuple[Tensor, Tensor]  # (image C×H×W float32 in [-1, 1], label int64 scalar)
 
 

@@ -5,13 +5,26 @@ timesteps in [0, T).
 """
 
 from genlab.diffusion.classifier_guidance import classifier_grad_fn
-from genlab.diffusion.gaussian import LOSS_TERMS, VARIANCES, GaussianDiffusion, LossInputs, ModelFn, VarianceName
+from genlab.diffusion.gaussian import (
+    LOSS_TERMS,
+    VARIANCES,
+    GaussianDiffusion,
+    LossInputs,
+    ModelFn,
+    Variance,
+    VarianceName,
+    predict_x0,
+    x0_coefficients,
+)
+from genlab.diffusion.generate import Steering, generate, guided_functions
 from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance, guidance_weight
 from genlab.diffusion.inversion import ddim_invert, slerp
-from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step
+from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, timestep_batch
+from genlab.diffusion.settings import DEFAULT_STEPS, SamplerName, SamplerSettings
 from genlab.diffusion.schedules import (
     SCHEDULES,
     SPACINGS,
+    Schedule,
     ScheduleName,
     Spacing,
     cosine_betas,
@@ -21,6 +34,17 @@ from genlab.diffusion.schedules import (
 )
 
 __all__ = [
+    "DEFAULT_STEPS",
+    "SamplerName",
+    "SamplerSettings",
+    "Schedule",
+    "Steering",
+    "Variance",
+    "generate",
+    "guided_functions",
+    "predict_x0",
+    "timestep_batch",
+    "x0_coefficients",
     "cfg_combine",
     "classifier_free_guidance",
     "classifier_grad_fn",

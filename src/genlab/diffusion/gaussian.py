@@ -7,13 +7,35 @@ The class holds only the schedule. The network is passed in as `model_fn(x_t, t,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from enum import StrEnum
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor, nn
 
-VarianceName = Literal["beta_tilde", "beta"]
-VARIANCES: tuple[str, ...] = ("beta_tilde", "beta")
+class Variance(StrEnum):
+    """sigma_t^2 of the reverse process (DDPM sec. 3.2)."""
+
+    beta_tilde = "beta_tilde"  # posterior variance, DDPM eq. 7
+    beta = "beta"  # sigma^2 = beta_t; Ho et al.'s CIFAR-10 FID 3.17 used this
+
+
+VarianceName = Variance  # the older name
+VARIANCES: tuple[str, ...] = tuple(m.value for m in Variance)
+
+
+def predict_x0(x_t: Tensor, eps: Tensor, sqrt_recip_alpha_bar: Tensor, sqrt_recipm1_alpha_bar: Tensor) -> Tensor:
+    """x0 = x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) eps: eq. 4 solved for x0 (DDIM eq. 12's "predicted x0").
+
+    The one place this formula is written; the coefficients come precomputed (the schedule's float64 buffers) or from
+    `x0_coefficients` (a sampler's own alpha_bar).
+    """
+    return sqrt_recip_alpha_bar * x_t - sqrt_recipm1_alpha_bar * eps
+
+
+def x0_coefficients(alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
+    """(1 / sqrt(abar), sqrt(1 / abar - 1)), the coefficients of `predict_x0`."""
+    return torch.rsqrt(alpha_bar), torch.sqrt(1.0 / alpha_bar - 1.0)
 
 
 class ModelFn(Protocol):
@@ -104,8 +126,8 @@ class GaussianDiffusion(nn.Module):
     def extra_repr(self) -> str:
         return f"num_timesteps={self.num_timesteps}, variance={self.variance!r}"
 
-    def _extract(self, buf: Tensor, t: Tensor, x: Tensor) -> Tensor:
-        """buf[t] shaped [B, 1, ..., 1] to broadcast against x, in x's dtype and device; `buf` itself stays put."""
+    def extract(self, buf: Tensor, t: Tensor, x: Tensor) -> Tensor:
+        """The schedule accessor: buf[t] shaped [B, 1, ..., 1] to broadcast against x, in x's dtype and device; `buf` itself stays put."""
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"t must have shape [B] = [{x.shape[0]}], got {tuple(t.shape)}")
         if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
@@ -116,31 +138,29 @@ class GaussianDiffusion(nn.Module):
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x0, (1 - abar_t) I), written with the given noise (eq. 4)."""
         return (
-            self._extract(self.sqrt_alphas_cumprod, t, x0) * x0
-            + self._extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+            self.extract(self.sqrt_alphas_cumprod, t, x0) * x0
+            + self.extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
         )
 
     def predict_x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), eq. 4 solved for x0."""
-        return (
-            self._extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
-            - self._extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
-        )
+        return predict_x0(x_t, eps, self.extract(self.sqrt_recip_alphas_cumprod, t, x_t),
+                          self.extract(self.sqrt_recipm1_alphas_cumprod, t, x_t))
 
     def predict_eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         """eps = (x_t / sqrt(abar_t) - x0) / sqrt(1/abar_t - 1), eq. 4 solved for eps."""
-        return (self._extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / self._extract(
+        return (self.extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / self.extract(
             self.sqrt_recipm1_alphas_cumprod, t, x_t
         )
 
     def q_posterior_mean_variance(self, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (eqs. 6-7)."""
         mean = (
-            self._extract(self.posterior_mean_coef1, t, x_t) * x0
-            + self._extract(self.posterior_mean_coef2, t, x_t) * x_t
+            self.extract(self.posterior_mean_coef1, t, x_t) * x0
+            + self.extract(self.posterior_mean_coef2, t, x_t) * x_t
         )
-        variance = self._extract(self.posterior_variance, t, x_t)
-        log_variance = self._extract(self.posterior_log_variance_clipped, t, x_t)
+        variance = self.extract(self.posterior_variance, t, x_t)
+        log_variance = self.extract(self.posterior_log_variance_clipped, t, x_t)
         return mean, variance, log_variance
 
     def p_mean_variance_from_eps(
@@ -157,8 +177,8 @@ class GaussianDiffusion(nn.Module):
         mean, _, _ = self.q_posterior_mean_variance(pred_x0, x_t, t)
         return {
             "mean": mean,
-            "variance": self._extract(self.model_variance, t, x_t),
-            "log_variance": self._extract(self.model_log_variance, t, x_t),
+            "variance": self.extract(self.model_variance, t, x_t),
+            "log_variance": self.extract(self.model_log_variance, t, x_t),
             "pred_x0": pred_x0,
             "eps": eps,
         }

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
-from genlab.diffusion.samplers import _timestep_batch  # the sampler's own [B] timestep tensor, shared not copied
+from genlab.diffusion.samplers import ddim_step, timestep_batch
 from genlab.diffusion.schedules import ddim_timesteps
 
 
@@ -49,15 +49,15 @@ def ddim_invert(
     x = x0
     pairs = list(zip([-1] + timesteps[:-1], timesteps))
     for t_prev, t_next in tqdm(pairs, desc="DDIM inversion", disable=not progress):
-        t_model = _timestep_batch(max(t_prev, 0), x)
+        t_model = timestep_batch(max(t_prev, 0), x)
         eps = model_fn(x, t_model, **model_kwargs)
-        alpha_bar_next = diffusion._extract(diffusion.alphas_cumprod, _timestep_batch(t_next, x), x)
+        alpha_bar_next = diffusion.extract(diffusion.alphas_cumprod, timestep_batch(t_next, x), x)
         if t_prev >= 0:
-            alpha_bar_prev = diffusion._extract(diffusion.alphas_cumprod, t_model, x)
+            alpha_bar_prev = diffusion.extract(diffusion.alphas_cumprod, t_model, x)
         else:
             alpha_bar_prev = torch.ones_like(alpha_bar_next)  # abar_{-1} = 1: x is the clean image
-        pred_x0 = (x - torch.sqrt(1 - alpha_bar_prev) * eps) / torch.sqrt(alpha_bar_prev)  # eq. 12, "predicted x0"
-        x = torch.sqrt(alpha_bar_next) * pred_x0 + torch.sqrt(1 - alpha_bar_next) * eps  # eq. 13 with eta = 0
+        # The sampler's own step with the time pair reversed: from abar_{t_prev} up to abar_{t_next}, eta = 0.
+        x = ddim_step(x, eps, alpha_bar_prev, alpha_bar_next, eta=0.0, noise=None, clip_denoised=False)
     return x
 
 

@@ -53,8 +53,8 @@ def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tens
 def prior_bpd(diffusion: GaussianDiffusion, x0: Tensor) -> Tensor:
     """L_T in bits/dim [B]: KL(q(x_T | x_0) || N(0, I))."""
     t = torch.full((x0.shape[0],), diffusion.num_timesteps - 1, dtype=torch.long, device=x0.device)
-    mean = diffusion._extract(diffusion.sqrt_alphas_cumprod, t, x0) * x0
-    logvar = torch.log(diffusion._extract(1.0 - diffusion.alphas_cumprod, t, x0)).expand_as(x0)
+    mean = diffusion.extract(diffusion.sqrt_alphas_cumprod, t, x0) * x0
+    logvar = torch.log(diffusion.extract(1.0 - diffusion.alphas_cumprod, t, x0)).expand_as(x0)
     kl = normal_kl(mean, logvar, torch.zeros_like(x0), torch.zeros_like(x0))
     return mean_flat(kl) / math.log(2.0)
 

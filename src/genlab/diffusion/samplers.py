@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from genlab.diffusion.classifier_guidance import CondFn, guided_eps, guided_mean
-from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
+from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn, predict_x0, x0_coefficients
 from genlab.diffusion.respace import respace
 from genlab.diffusion.schedules import ddim_timesteps
 
@@ -38,7 +38,8 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _timestep_batch(t: int, x: Tensor) -> Tensor:
+def timestep_batch(t: int, x: Tensor) -> Tensor:
+    """Timestep t as the [B] LongTensor a network and the schedule accessor take."""
     return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
 
@@ -81,8 +82,8 @@ def ddpm_sample(
     x = _initial_noise(diffusion, shape, x_T, generator)
     model_kwargs = model_kwargs or {}
     for i in tqdm(range(process.num_timesteps - 1, -1, -1), desc="DDPM", disable=not progress):
-        t = _timestep_batch(i, x)  # the step of `process`
-        t_model = t if timestep_map is None else _timestep_batch(int(timestep_map[i]), x)  # the original timestep
+        t = timestep_batch(i, x)  # the step of `process`
+        t_model = t if timestep_map is None else timestep_batch(int(timestep_map[i]), x)  # the original timestep
         eps = model_fn(x, t_model, **model_kwargs)
         out = process.p_mean_variance_from_eps(x, t, eps, clip_denoised)
         if cond_fn is not None:
@@ -119,11 +120,12 @@ def ddim_step(
     """
     alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x_t.dtype, device=x_t.device)
     alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=x_t.dtype, device=x_t.device)
-    pred_x0 = (x_t - torch.sqrt(1 - alpha_bar_t) * eps) / torch.sqrt(alpha_bar_t)  # "predicted x0", eq. 12
+    pred_x0 = predict_x0(x_t, eps, *x0_coefficients(alpha_bar_t))  # "predicted x0", eq. 12
     if clip_denoised:
         pred_x0 = pred_x0.clamp(-1.0, 1.0)
         eps = (x_t - torch.sqrt(alpha_bar_t) * pred_x0) / torch.sqrt(1 - alpha_bar_t)
-    sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)  # sigma_t(eta), eq. 16
+    # sigma_t(eta), eq. 16; exactly 0 for eta = 0, also where abar_t = 1 (inversion's first step) makes it 0/0.
+    sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta) if eta > 0 else torch.zeros_like(alpha_bar_t)
     # "direction pointing to x_t", eq. 12; clamped at 0 because eta > 1 can make the radicand negative.
     dir_xt = torch.sqrt((1 - alpha_bar_prev - sigma**2).clamp(min=0.0)) * eps
     x_prev = torch.sqrt(alpha_bar_prev) * pred_x0 + dir_xt
@@ -165,11 +167,11 @@ def ddim_sample(
     # returns its predicted x0. E.g. T=1000, steps=50: [(999, 979), (979, 958), ..., (20, 0), (0, -1)].
     pairs = list(zip(timesteps, timesteps[1:] + [-1]))
     for t_cur, t_prev in tqdm(pairs, desc="DDIM", disable=not progress):
-        t = _timestep_batch(t_cur, x)
+        t = timestep_batch(t_cur, x)
         eps = model_fn(x, t, **model_kwargs)
-        alpha_bar_t = diffusion._extract(diffusion.alphas_cumprod, t, x)
+        alpha_bar_t = diffusion.extract(diffusion.alphas_cumprod, t, x)
         if t_prev >= 0:
-            alpha_bar_prev = diffusion._extract(diffusion.alphas_cumprod, _timestep_batch(t_prev, x), x)
+            alpha_bar_prev = diffusion.extract(diffusion.alphas_cumprod, timestep_batch(t_prev, x), x)
         else:
             alpha_bar_prev = torch.ones_like(alpha_bar_t)
         if cond_fn is not None:

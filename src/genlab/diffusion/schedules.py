@@ -7,15 +7,28 @@ Index i in [0, T) of a schedule is the paper's timestep i + 1 (DDPM counts 1..T,
 from __future__ import annotations
 
 import math
-from typing import Literal
+from enum import StrEnum
 
 import torch
 from torch import Tensor
 
-ScheduleName = Literal["linear", "cosine"]
-Spacing = Literal["uniform", "quadratic"]
-SCHEDULES: tuple[str, ...] = ("linear", "cosine")
-SPACINGS: tuple[str, ...] = ("uniform", "quadratic")
+class Schedule(StrEnum):
+    """The noise schedule beta_1..beta_T."""
+
+    linear = "linear"
+    cosine = "cosine"
+
+
+class Spacing(StrEnum):
+    """Which of the T timesteps a few-step sampler visits."""
+
+    uniform = "uniform"
+    quadratic = "quadratic"
+
+
+ScheduleName = Schedule  # the older name
+SCHEDULES: tuple[str, ...] = tuple(m.value for m in Schedule)
+SPACINGS: tuple[str, ...] = tuple(m.value for m in Spacing)
 
 
 def _check_num_timesteps(num_timesteps: int) -> None:

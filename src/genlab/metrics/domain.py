@@ -22,6 +22,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from genlab.errors import GenlabError
 from genlab.metrics.images import from_extractor_uint8
+from genlab.runs.checkpoint import checkpoint_kind, load_classifier, read_checkpoint
 
 DOMAIN_NAME = "genlab-domain"
 POOLED = "pooled"  # penultimate features [B, C_mid]: FID, KID, precision/recall
@@ -36,8 +37,6 @@ class DomainFeatureExtractor(FeatureExtractorBase):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
             raise ValueError(f"{name} needs feature_extractor_weights_path: a genlab classifier checkpoint")
-        from genlab.checkpoints import load_classifier  # lazy: checkpoints imports the models
-
         module = load_classifier(feature_extractor_weights_path)
         self.classifier = module.classifier.requires_grad_(False).eval()
         self.channels = int(module.cfg.data.channels)
@@ -77,14 +76,12 @@ class DomainFeatureExtractor(FeatureExtractorBase):
 
 def check_domain_classifier(path: str | Path, data: DictConfig, key: str) -> None:
     """The classifier must have been trained on the dataset it scores (same name, channels and resolution)."""
-    from genlab.checkpoints import checkpoint_kind, read_checkpoint
-
     ckpt = read_checkpoint(path)
     if checkpoint_kind(ckpt) != "classifier":
         kind = checkpoint_kind(ckpt)
         raise GenlabError(f"{key}={path} holds a {kind!r} model; it must be a 'classifier' checkpoint.")
     theirs = ckpt["hyper_parameters"]["config"]["data"]
-    ours = (str(getattr(data.name, "value", data.name)), int(data.channels), int(data.resolution))
+    ours = (str(data.name), int(data.channels), int(data.resolution))
     found = (str(theirs.get("name")), int(theirs.get("channels") or 0), int(theirs.get("resolution") or 0))
     if found != ours:
         raise GenlabError(

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from genlab.sampling import to_uint8
+from genlab.images import to_uint8
 
 
 def to_extractor_uint8(images: Tensor) -> Tensor:

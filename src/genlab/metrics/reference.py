@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.utils import extract_featuresdict_from_input_id_cached
 
+from genlab.build import build_datamodule
 from genlab.metrics.extractors import ExtractorSpec
 from genlab.metrics.images import UInt8Images, to_extractor_uint8
 
@@ -40,10 +41,10 @@ def cache_dir_of(cache_dir: str | None) -> Path:
 
 def reference_key(data: DictConfig, split: str, seed: int, spec: ExtractorSpec) -> str:
     """The cache name of a split's features: readable parts, then hashes of the rest (see the module doc)."""
-    name = data.name.value if hasattr(data.name, "value") else str(data.name)
+    name = str(data.name)
     details = {
         "root": str(Path(data.root).resolve()) if name == "image_folder" and data.root else None,
-        "fit": str(getattr(data.fit, "value", data.fit)),
+        "fit": str(data.fit),
         "seed": seed if name in ("digits", "image_folder") else None,  # seeded splits only
         "val_fraction": float(data.val_fraction) if name in ("digits", "image_folder") else None,
     }
@@ -54,8 +55,6 @@ def reference_key(data: DictConfig, split: str, seed: int, spec: ExtractorSpec) 
 
 def split_images(cfg: DictConfig, split: str) -> Tensor:
     """Every image of a split of the config's dataset, without augmentation, as extractor input [N, 3, H, W] uint8."""
-    from genlab.build import build_datamodule  # lazy: build imports the networks
-
     plain = OmegaConf.merge(cfg, {"data": {"hflip": False}})  # reference images are never flipped
     datamodule = build_datamodule(plain)
     datamodule.setup("fit")

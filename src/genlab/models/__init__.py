@@ -1,6 +1,18 @@
-"""Thin LightningModules over the plain networks and the diffusion math."""
+"""Thin LightningModules over the plain networks and the diffusion math, and the registry of model kinds."""
 
 from genlab.models.classifier import ClassifierModule
 from genlab.models.diffusion import DiffusionModule
+from genlab.models.gan import GANModule
+from genlab.models.registry import MODEL_KINDS, build_module, generator_kinds, is_diffusion, kind_info, kind_of
 
-__all__ = ["ClassifierModule", "DiffusionModule"]
+__all__ = [
+    "MODEL_KINDS",
+    "ClassifierModule",
+    "DiffusionModule",
+    "GANModule",
+    "build_module",
+    "generator_kinds",
+    "is_diffusion",
+    "kind_info",
+    "kind_of",
+]

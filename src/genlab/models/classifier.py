@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.build import build_classifier, build_diffusion
-from genlab.config_io import from_container
+from genlab.config import from_container
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
 

@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
-from genlab.config_io import from_container
+from genlab.config import from_container
+from genlab.diffusion import SamplerSettings, Steering, generate
+from genlab.errors import GenlabError
 from genlab.models.optim import adamw_with_warmup, scaled_lr
+from genlab.models.sample_shares import balanced_labels, grid_share
 from genlab.models.timesteps import draw_timesteps_and_noise, quarter_means, rank_and_world
 from genlab.nn.levers import as_channels_last, compiled_call, set_levers
-from genlab.sampling import Guidance, balanced_labels, generate, grid_share
 
 
 class DiffusionModule(L.LightningModule):
@@ -25,7 +27,7 @@ class DiffusionModule(L.LightningModule):
         self.save_hyperparameters()
         self.cfg = from_container(config)
         perf = self.cfg.perf
-        self.unet = set_levers(build_unet(self.cfg), attention=perf.attention.value,
+        self.unet = set_levers(build_unet(self.cfg), attention=perf.attention,
                                grad_checkpointing=perf.grad_checkpointing, channels_last=perf.channels_last)
         self.channels_last = bool(perf.channels_last)
         # Built at the first training step, after EMAWeightAveraging has deep-copied the module without it.
@@ -51,7 +53,7 @@ class DiffusionModule(L.LightningModule):
         if not (self.cfg.perf.compile and self.training and torch.is_grad_enabled()):
             return self.unet
         if self._compiled_unet is None:
-            self._compiled_unet = compiled_call(self.unet, self.cfg.perf.compile_mode.value)
+            self._compiled_unet = compiled_call(self.unet, self.cfg.perf.compile_mode)
         return self._compiled_unet
 
     def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> tuple[dict[str, Tensor], Tensor]:
@@ -98,45 +100,47 @@ class DiffusionModule(L.LightningModule):
         lr = scaled_lr(self.cfg.model.optim.lr, self.cfg, self.trainer.world_size)
         return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr)
 
+    @property
+    def sampler_settings(self) -> SamplerSettings:
+        """The run config's `sampler` block: what the validation grids, class accuracy and FID use. Its CFG weight
+        steers a conditional model only."""
+        settings = SamplerSettings.from_config(self.cfg.sampler)
+        return settings if self.conditional else settings.override(guidance=0.0)
+
+    def steering(self, settings: SamplerSettings, labels: Tensor | None, classifier: Any = None) -> Steering:
+        """What guidance needs besides its strengths, checked against this model: CFG needs a conditional model,
+        any guidance needs labels, classifier guidance needs a classifier."""
+        if settings.guidance != 0 and not self.conditional:
+            raise GenlabError("guidance needs a class-conditional (CFG) model; this checkpoint is unconditional. "
+                              "Train one with model.conditional=true (e.g. experiment=cfg_digits), or use classifier=PATH.")
+        if (settings.guidance != 0 or settings.classifier_scale != 0) and labels is None:
+            raise GenlabError("guidance needs the classes to steer towards: add classes=0,1,2,...")
+        if settings.classifier_scale != 0 and classifier is None:
+            raise GenlabError("classifier_scale needs classifier=PATH, a checkpoint of experiment=classifier_*.")
+        return Steering(labels=labels, null_class=self.unet.null_class if self.conditional else None,
+                        classifier_log_prob=classifier.log_prob if classifier is not None else None)
+
     @torch.no_grad()
     def sample(
         self,
         n: int,
+        settings: SamplerSettings | None = None,
         *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        eta: float | None = None,
-        spacing: str | None = None,
-        ddpm_steps: int | None = None,
-        variance: str | None = None,
+        labels: Tensor | None = None,
+        classifier: Any = None,
         seed: int = 0,
         batch_size: int = 256,
-        guidance: Guidance | None = None,
         progress: bool = False,
     ) -> Tensor:
-        """n images in [-1, 1] with the configured sampler, any setting overridable."""
-        s = self.cfg.sampler
+        """n images in [-1, 1]; `settings` default to the run's sampler block, `labels` steer a conditional model
+        (and the classifier of classifier guidance)."""
+        settings = (settings or self.sampler_settings).check(self.diffusion.num_timesteps)
+        steering = self.steering(settings, labels, classifier)
         was_training = self.training
         self.eval()
         try:
-            return generate(
-                self.diffusion,
-                self.model_fn,
-                n,
-                self.image_shape,
-                sampler=sampler or s.name.value,
-                steps=steps if steps is not None else s.steps,
-                eta=eta if eta is not None else s.eta,
-                spacing=spacing or s.spacing.value,
-                ddpm_steps=ddpm_steps if ddpm_steps is not None else s.ddpm_steps,
-                variance=variance or (s.variance.value if s.variance is not None else None),
-                clip_denoised=s.clip_denoised,
-                seed=seed,
-                batch_size=batch_size,
-                device=self.device,
-                guidance=guidance,
-                progress=progress,
-            )
+            return generate(self.diffusion, self.model_fn, n, self.image_shape, settings, steering=steering,
+                            seed=seed, batch_size=batch_size, device=self.device, progress=progress)
         finally:
             self.train(was_training)
 
@@ -148,18 +152,13 @@ class DiffusionModule(L.LightningModule):
         rank, world = part
         n, labels, per_class = grid_share(num_images, self.cfg.data.num_classes if self.conditional else None,
                                           rank, world)
-        guidance = None
-        if labels is not None:
-            guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
-        return self.sample(n, seed=seed + rank, guidance=guidance), per_class
+        return self.sample(n, seed=seed + rank, labels=labels), per_class
 
-    def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
-        """n images in [-1, 1] for FID with the configured sampler: class-balanced labels for a conditional model.
+    def eval_samples(self, n: int, seed: int, batch_size: int, settings: SamplerSettings | None = None,
+                     progress: bool = False) -> Tensor:
+        """n images in [-1, 1] for FID (default: the run's sampler): class-balanced labels for a conditional model.
 
         The contract of every generator that `genlab eval` and the FID callback evaluate (the GAN has one too).
         """
-        if not self.conditional:
-            return self.sample(n, seed=seed, batch_size=batch_size)
-        labels = balanced_labels(n, self.cfg.data.num_classes)
-        guidance = Guidance(labels=labels, cfg_weight=self.cfg.sampler.guidance, null_class=self.unet.null_class)
-        return self.sample(n, seed=seed, batch_size=batch_size, guidance=guidance)
+        labels = balanced_labels(n, self.cfg.data.num_classes) if self.conditional else None
+        return self.sample(n, settings, labels=labels, seed=seed, batch_size=batch_size, progress=progress)

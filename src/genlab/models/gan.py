@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,30 +19,15 @@ from torch import Tensor, nn
 
 from genlab.adversarial import batch_diversity, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from genlab.build import build_discriminator, build_generator
-from genlab.config_io import from_container
-from genlab.models.optim import scaled_lr
-from genlab.models.timesteps import rank_and_world
+from genlab.config import from_container
 from genlab.errors import GenlabError
+from genlab.models.lightning_compat import uncounted
+from genlab.models.optim import scaled_lr
+from genlab.models.sample_shares import balanced_labels, grid_share
+from genlab.models.timesteps import rank_and_world
 from genlab.nn.gan import DiscriminatorOutput
-from genlab.sampling import balanced_labels, grid_share
 
 WARN_EVERY = 100  # generator steps between two warnings of the same kind
-
-
-@contextmanager
-def uncounted(optimizer: LightningOptimizer) -> Iterator[None]:
-    """Hide one optimizer's steps from trainer.global_step.
-
-    In manual optimisation Lightning counts every optimizer.step() of every optimizer (Lightning issue #17958), so
-    max_steps would count D and G updates together. The loop installs these two hooks on each optimizer at every
-    batch; silencing the discriminator's leaves global_step = generator steps.
-    """
-    before, after = optimizer._on_before_step, optimizer._on_after_step
-    optimizer._on_before_step = optimizer._on_after_step = lambda: None
-    try:
-        yield
-    finally:
-        optimizer._on_before_step, optimizer._on_after_step = before, after
 
 
 def score(out: DiscriminatorOutput) -> Tensor:
@@ -66,7 +50,8 @@ class GANModule(L.LightningModule):
         self.discriminator = build_discriminator(self.cfg)
         self.conditional = self.generator.num_classes is not None
         self.latent_dim = int(self.cfg.gan.latent_dim)
-        self.loss_name = self.cfg.gan.loss.value
+        self.loss_name = str(self.cfg.gan.loss)
+        self.nonfinite_guard: Any = None  # set by the run's NonFiniteGuard callback when training starts
         self.d_updates = 0  # discriminator steps so far: schedules lazy R1 and the generator's turns
         self._last_warning: dict[str, float] = {}
 
@@ -134,12 +119,12 @@ class GANModule(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         loss_value = loss.detach()
         if not torch.isfinite(loss_value):
-            if self.cfg.trainer.on_nonfinite.value == "stop":
-                raise GenlabError(
-                    f"non-finite {name} loss ({loss_value.item()}) at step {self.global_step}. The run stopped; its "
-                    "last checkpoint is unchanged. Lower gan.*_optim.lr, or set trainer.on_nonfinite=skip."
-                )
-            self.warn_throttled("nonfinite", f"non-finite {name} loss ({loss_value.item()}); its update was skipped")
+            # The run's NonFiniteGuard decides (stop or skip), as it does for non-finite gradients; a loss without a
+            # graph to the weights leaves no gradients for the guard to see, so the module reports the loss itself.
+            guard = self.nonfinite_guard
+            if guard is None:
+                raise GenlabError(f"non-finite {name} loss ({loss_value.item()}) at step {self.global_step}.")
+            guard.nonfinite_loss(self.trainer, self, f"{name} loss", loss_value.item())
             optimizer.step()  # no gradients, so no change, but the step is counted as usual
             return torch.tensor(float("nan"))
         self.manual_backward(loss)

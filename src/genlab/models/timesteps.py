@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import lightning as L
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    import lightning as L
+from genlab.models.lightning_compat import trainer_of
 
 QUARTERS = 4
 
 
-def rank_and_world(module: "L.LightningModule") -> tuple[int, int]:
+def rank_and_world(module: L.LightningModule) -> tuple[int, int]:
     """(global rank, number of processes) of a module's Trainer; (0, 1) for a module used outside one."""
-    trainer = module._trainer
+    trainer = trainer_of(module)
     return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 

@@ -1,8 +1,12 @@
 """Plain torch networks (no Lightning): U-Net building blocks and the DDPM U-Net."""
+from genlab.nn.gan import DiscriminatorArch, GeneratorArch
+from genlab.nn.levers import CompileMode
 from genlab.nn.classifier import POOLS, AttentionPool2d, NoiseAwareClassifier, Pool
 from genlab.nn.layers import (
+    ATTENTION_KERNELS,
     TIME_INJECTIONS,
     AttentionBlock,
+    AttentionKernel,
     Downsample,
     ResBlock,
     TimeInjection,
@@ -14,6 +18,11 @@ from genlab.nn.layers import (
 from genlab.nn.unet import UNet, UNetEncoder, UNetFeatures, level_resolutions
 
 __all__ = [
+    "ATTENTION_KERNELS",
+    "AttentionKernel",
+    "CompileMode",
+    "DiscriminatorArch",
+    "GeneratorArch",
     "TIME_INJECTIONS",
     "AttentionBlock",
     "AttentionPool2d",

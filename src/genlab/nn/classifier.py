@@ -7,7 +7,7 @@ x_t = q_sample(x0, t, eps), so that its gradient is meaningful along the whole s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, get_args
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +16,14 @@ from torch import Tensor, nn
 from genlab.nn.layers import TimeInjection, group_norm
 from genlab.nn.unet import UNetEncoder
 
-Pool = Literal["attention", "avg"]
-POOLS: tuple[str, ...] = get_args(Pool)
+class Pool(StrEnum):
+    """The classifier head: attention pooling or global average pooling."""
+
+    attention = "attention"
+    avg = "avg"
+
+
+POOLS: tuple[str, ...] = tuple(m.value for m in Pool)
 
 
 class AttentionPool2d(nn.Module):
@@ -70,7 +76,6 @@ class NoiseAwareClassifier(nn.Module):
         pool: Pool = "attention",
     ) -> None:
         super().__init__()
-        pool = getattr(pool, "value", pool)  # accept the config's str-Enum members too
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {list(POOLS)}, got {pool!r}")
         if num_classes < 1:

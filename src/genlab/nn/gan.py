@@ -8,6 +8,7 @@ projection term <embed(y), phi(x)> to their global logit (Miyato & Koyama 2018).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import NamedTuple
 
 import torch
@@ -16,6 +17,19 @@ from torch import Tensor, nn
 
 from genlab.nn.layers import Downsample, Upsample, group_norm
 from genlab.nn.unet import UNet, level_resolutions
+
+
+class GeneratorArch(StrEnum):
+    """The GAN generator's architecture."""
+
+    dcgan = "dcgan"
+
+
+class DiscriminatorArch(StrEnum):
+    """The GAN discriminator's architecture."""
+
+    dcgan = "dcgan"
+    unet = "unet"  # the shared U-Net: global and per-pixel real/fake logits (Schönfeld et al. 2020)
 
 
 class DiscriminatorOutput(NamedTuple):

@@ -7,23 +7,36 @@ plain concatenation variant for ablations.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-TimeInjection = Literal["add", "scale_shift", "concat"]
-TIME_INJECTIONS: tuple[str, ...] = get_args(TimeInjection)
-AttentionKernel = Literal["auto", "sdpa", "math"]
-ATTENTION_KERNELS: tuple[str, ...] = get_args(AttentionKernel)
+class TimeInjection(StrEnum):
+    """How the time (and class) embedding enters a residual block."""
+
+    add = "add"
+    scale_shift = "scale_shift"
+    concat = "concat"
+
+
+class AttentionKernel(StrEnum):
+    """Which kernel computes self-attention; a speed lever only, no weights depend on it."""
+
+    auto = "auto"  # math on a CPU (measured faster there), sdpa on a GPU
+    sdpa = "sdpa"  # F.scaled_dot_product_attention: PyTorch picks its fused kernel (flash / memory-efficient / C++)
+    math = "math"  # softmax(q k^T / sqrt(d)) v written out: the reference the fused kernels are compared with
+
+
+TIME_INJECTIONS: tuple[str, ...] = tuple(m.value for m in TimeInjection)
+ATTENTION_KERNELS: tuple[str, ...] = tuple(m.value for m in AttentionKernel)
 
 
 def check_time_injection(mode: str) -> str:
     """Return `mode` as a plain string, or raise ValueError unless it is one of TIME_INJECTIONS."""
     # Accept the config's str-Enum members too; store the plain value so that
     # comparisons and reprs do not depend on the Enum class.
-    mode = getattr(mode, "value", mode)
     if mode not in TIME_INJECTIONS:
         raise ValueError(f"time_injection must be one of {list(TIME_INJECTIONS)}, got {mode!r}")
     return mode
@@ -135,7 +148,7 @@ class AttentionBlock(nn.Module):
         if num_heads < 1 or channels % num_heads != 0:
             raise ValueError(f"num_heads={num_heads} must be >= 1 and divide channels={channels}")
         self.num_heads = num_heads
-        self.kernel = getattr(kernel, "value", kernel)  # a speed lever only: no weights depend on it
+        self.kernel = str(kernel)  # a speed lever only: no weights depend on it
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         # Zero, as in DDPM's proj_out, so the block starts as the identity.

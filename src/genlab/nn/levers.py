@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Callable
 
 import torch
@@ -9,6 +10,14 @@ from torch import Tensor, nn
 
 from genlab.nn.layers import ATTENTION_KERNELS, AttentionBlock, AttentionKernel
 from genlab.nn.unet import ResAttn
+
+
+class CompileMode(StrEnum):
+    """torch.compile's mode, spelled with underscores so that it is a valid config value."""
+
+    default = "default"
+    reduce_overhead = "reduce_overhead"  # torch's "reduce-overhead": CUDA graphs, for small batches on a GPU
+    max_autotune = "max_autotune"  # torch's "max-autotune": searches kernels at compile time (minutes)
 
 
 def set_levers(
@@ -19,7 +28,6 @@ def set_levers(
     channels_last: bool = False,
 ) -> nn.Module:
     """Set the attention kernel, gradient checkpointing and weight memory format of every block; return `net`."""
-    attention = getattr(attention, "value", attention)
     if attention not in ATTENTION_KERNELS:
         raise ValueError(f"attention kernel must be one of {list(ATTENTION_KERNELS)}, got {attention!r}")
     for module in net.modules():
@@ -42,4 +50,4 @@ def compiled_call(net: nn.Module, mode: str = "default") -> Callable[..., Tensor
     Compiling the bound forward rather than wrapping the module keeps the compiled code out of the module tree:
     an OptimizedModule attribute would add `_orig_mod.` to every checkpoint key.
     """
-    return torch.compile(net.forward, mode=str(getattr(mode, "value", mode)).replace("_", "-"))
+    return torch.compile(net.forward, mode=str(mode).replace("_", "-"))

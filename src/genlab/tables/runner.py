@@ -13,17 +13,19 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from genlab.checkpoints import load_classifier, load_generator, read_checkpoint
-from genlab.config import TableArgs
+from genlab.build import pick_device
 from genlab.errors import GenlabError
-from genlab.evaluate import fidelity_metrics, weights_used, write_samples
+from genlab.images import save_png_folder
+from genlab.metrics.class_accuracy import class_accuracy
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import create_extractor, extractor_spec, file_sha256
+from genlab.metrics.fidelity import fidelity_metrics
 from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
-from genlab.sample import pick_device
-from genlab.sampling import Guidance, balanced_labels
+from genlab.models import is_diffusion
+from genlab.models.sample_shares import balanced_labels
+from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint, weights_used
 from genlab.tables.cells import CellStore, cell_hash
-from genlab.tables.spec import Cell, TableSpec
+from genlab.tables.spec import SAMPLER_SETTINGS, Cell, TableSpec, cell_settings
 
 DEFAULT_CKPT = "default"
 
@@ -31,13 +33,14 @@ DEFAULT_CKPT = "default"
 class SweepContext:
     """Checkpoints, extractor, reference statistics and classifiers shared by the cells of one sweep."""
 
-    def __init__(self, spec: TableSpec, a: TableArgs) -> None:
+    def __init__(self, spec: TableSpec, a: Any) -> None:
+        """`a`: the `genlab table` arguments (commands/args.py's TableArgs)."""
         self.spec, self.args = spec, a
         self.n = a.n if a.n is not None else spec.n
         self.batch_size = a.batch_size if a.batch_size is not None else spec.batch_size
         self.device = pick_device(a.device)
         self.paths = self._checkpoint_paths()
-        self.extractor = extractor_spec(a.features.value, a.inception_weights, a.domain_classifier, prefix="")
+        self.extractor = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
         self.modules: dict[str, Any] = {}  # every checkpoint is some row's: load each once, up front
         self.weights: dict[str, str] = {}
         for name, path in self.paths.items():
@@ -47,17 +50,17 @@ class SweepContext:
         self.cfg = next(iter(self.modules.values())).cfg
         for name, module in self.modules.items():
             if module.cfg.data.name != self.cfg.data.name:
-                raise GenlabError(f"checkpoint {self.paths[name]} was trained on {module.cfg.data.name.value}, the "
-                                  f"others on {self.cfg.data.name.value}: one table scores one dataset.")
+                raise GenlabError(f"checkpoint {self.paths[name]} was trained on {module.cfg.data.name}, the "
+                                  f"others on {self.cfg.data.name}: one table scores one dataset.")
         if self.extractor.features == "domain":
             check_domain_classifier(self.extractor.weights_path, self.cfg.data, "domain_classifier")
         self.cache_dir = cache_dir_of(a.cache_dir)
-        self.reference_key = reference_key(self.cfg.data, a.split.value, self.cfg.seed, self.extractor)
-        features = reference_features(self.cfg, a.split.value, create_extractor(self.extractor, self.device),
+        self.reference_key = reference_key(self.cfg.data, str(a.split), self.cfg.seed, self.extractor)
+        features = reference_features(self.cfg, str(a.split), create_extractor(self.extractor, self.device),
                                       self.reference_key, self.cache_dir, self.batch_size)
         self.n_real = int(features[self.extractor.fid_layer].shape[0])
         self.classifier = load_classifier(a.classifier).to(self.device) if a.classifier else None
-        scorer = a.eval_classifier or (a.domain_classifier if a.features.value == "domain" else None) or a.classifier
+        scorer = a.eval_classifier or (a.domain_classifier if a.features == "domain" else None) or a.classifier
         self.scorer_path = scorer
         self.scorer = load_classifier(scorer).to(self.device) if scorer else None
 
@@ -89,7 +92,7 @@ class SweepContext:
         a = self.args
         context = {
             "checkpoint_sha256": file_sha256(Path(self.paths[cell.settings.get("ckpt", DEFAULT_CKPT)])),
-            "ema": a.ema, "n": self.n, "split": a.split.value, "extractor": self.extractor.weights_sha256,
+            "ema": a.ema, "n": self.n, "split": str(a.split), "extractor": self.extractor.weights_sha256,
             "features": self.extractor.features, "reference": self.reference_key,
             "scorer": file_sha256(Path(self.scorer_path)) if self.scorer_path else None,
         }
@@ -111,42 +114,24 @@ def _labels(module: Any, n: int, wants_labels: bool) -> Tensor | None:
 def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None]:
     """The cell's n samples in [-1, 1] and the class each was steered towards (None when unsteered)."""
     s, module = cell.settings, ctx.module(cell.settings.get("ckpt"))
-    w, scale = float(s.get("guidance", 0.0)), float(s.get("classifier_scale", 0.0))
-    if not hasattr(module, "diffusion"):  # a GAN: G(z)
-        steering = [k for k in ("sampler", "steps", "eta", "variance", "guidance", "classifier_scale") if k in s]
+    if not is_diffusion(module):  # a GAN: G(z)
+        steering = [k for k in SAMPLER_SETTINGS if k in s and k != "spacing"]
         if steering:
             raise GenlabError(f"row {cell.row}: {', '.join(steering)} apply to diffusion models; a GAN samples G(z).")
         return module.eval_samples(ctx.n, seed=cell.seed, batch_size=ctx.batch_size), None
-    if w != 0 and not module.conditional:
-        raise GenlabError(f"row {cell.row}: guidance={w} needs a class-conditional (CFG) checkpoint.")
-    if scale != 0 and ctx.classifier is None:
-        raise GenlabError(f"row {cell.row}: classifier_scale={scale} needs classifier=PATH (experiment=classifier_*).")
+    # Settings a row leaves out come from the checkpoint's sampler block; guidance only from the row.
+    base = module.sampler_settings.override(guidance=0.0)
+    settings = cell_settings(s, base).check(module.diffusion.num_timesteps, prefix=f"row {cell.row}: ")
+    if settings.classifier_scale != 0 and ctx.classifier is None:
+        raise GenlabError(f"row {cell.row}: classifier_scale={settings.classifier_scale} needs classifier=PATH "
+                          "(experiment=classifier_*).")
     # A row that names classifier_scale is steered, even at s = 0: its accuracy is the unguided baseline.
     labels = _labels(module, ctx.n, module.conditional or "classifier_scale" in s)
-    guidance = Guidance(
-        labels=labels,
-        cfg_weight=w,
-        null_class=module.unet.null_class if module.conditional else None,
-        classifier_log_prob=ctx.classifier.log_prob if scale != 0 else None,
-        classifier_scale=scale,
-    )
-    sampler = s.get("sampler", "ddim")
-    steps = s.get("steps")
-    T = module.diffusion.num_timesteps
-    if steps is not None and not (1 <= steps <= T) or sampler == "ddpm" and steps is not None and steps < 2:
-        raise GenlabError(f"row {cell.row}: steps={steps} must lie in [1, T = {T}] ([2, T] for ddpm).")
-    images = module.sample(
-        ctx.n,
-        sampler=sampler,
-        steps=steps if sampler == "ddim" else None,
-        eta=s.get("eta"),
-        spacing=s.get("spacing"),
-        ddpm_steps=steps if sampler == "ddpm" else None,
-        variance=s.get("variance"),
-        seed=cell.seed,
-        batch_size=ctx.batch_size,
-        guidance=guidance,
-    )
+    try:
+        images = module.sample(ctx.n, settings, labels=labels, classifier=ctx.classifier, seed=cell.seed,
+                               batch_size=ctx.batch_size)
+    except GenlabError as exc:
+        raise GenlabError(f"row {cell.row}: {exc}") from None
     return images, labels
 
 
@@ -156,16 +141,15 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
     images, labels = generate_cell(ctx, cell)
     sampled = time.time()
     with tempfile.TemporaryDirectory(prefix="genlab-table-") as folder:
-        write_samples(images, Path(folder))
-        raw = fidelity_metrics(ctx.extractor, Path(folder), SplitImages(ctx.cfg, ctx.args.split.value),
+        save_png_folder(images, Path(folder))
+        raw = fidelity_metrics(ctx.extractor, Path(folder), SplitImages(ctx.cfg, str(ctx.args.split)),
                                ctx.reference_key, ctx.n_real, ctx.cache_dir, ctx.batch_size,
                                ctx.device.type == "cuda", cell.seed)
     f = ctx.extractor.features
     metrics = {"fid": raw[f"fid_{f}"], "kid": 1e3 * raw[f"kid_{f}_mean"], "is": raw[f"isc_{f}_mean"],
                "precision": raw[f"precision_{f}"], "recall": raw[f"recall_{f}"]}
     if labels is not None and ctx.scorer is not None:
-        predicted = ctx.scorer.predict(images.to(ctx.device)).cpu()
-        metrics["class_acc"] = float((predicted == labels).float().mean())
+        metrics["class_acc"] = class_accuracy(ctx.scorer, images, labels)
     return {
         "row": cell.row, "column": cell.column, "seed": cell.seed, "settings": cell.settings,
         "metrics": metrics,

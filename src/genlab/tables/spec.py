@@ -27,6 +27,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from genlab.config import available, project_root
+from genlab.diffusion import SamplerName, SamplerSettings
 from genlab.errors import GenlabError
 
 # Settings a cell may vary, and the type each must have.
@@ -40,7 +42,8 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "guidance": (int, float),  # CFG weight w
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
 }
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS: tuple[str, ...] = tuple(m.value for m in SamplerName)
+SAMPLER_SETTINGS = ("sampler", "steps", "eta", "spacing", "variance", "guidance", "classifier_scale")
 
 # Metric names in specs, how a table heads them, and the decimals shown (the CSV keeps full precision).
 METRICS: dict[str, tuple[str, int]] = {
@@ -116,6 +119,15 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
             raise GenlabError(f"{where}: {key}={value!r} must be {kinds}.")
     if settings.get("sampler", "ddim") not in SAMPLERS:
         raise GenlabError(f"{where}: sampler={settings['sampler']!r} must be one of {', '.join(SAMPLERS)}.")
+    # What needs no model (eta >= 0, finite guidance, valid choices) fails at load; steps <= T is checked per cell.
+    cell_settings(settings).check(num_timesteps=10**9, prefix=f"{where}: ")
+
+
+def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None) -> SamplerSettings:
+    """The SamplerSettings of a cell: `base` (default: DDIM's) with the cell's sampler settings."""
+    given = {k: settings.get(k) for k in SAMPLER_SETTINGS}
+    given["name"] = given.pop("sampler") or "ddim"  # a row without a sampler is DDIM, whatever the checkpoint's
+    return (base or SamplerSettings()).override(**given)
 
 
 def _as_dict(value: Any, where: str) -> dict[str, Any]:
@@ -178,8 +190,6 @@ def find_spec(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    from genlab.config_io import available, project_root
-
     shipped = project_root() / "experiments" / "tables"
     if (shipped / f"{name_or_path}.yaml").is_file():
         return shipped / f"{name_or_path}.yaml"

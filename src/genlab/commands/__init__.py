@@ -1,0 +1,1 @@
+"""The command-line commands: each parses its key=value arguments (args.py) and calls the library."""

@@ -1,0 +1,190 @@
+"""Every command's argument schema (typed `key=value` dataclasses) and the checks shared by the commands."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, TypeVar
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from genlab.config import parse_overrides
+from genlab.config.schema import FeatureName, Split
+from genlab.diffusion import SamplerName, Spacing, Variance
+from genlab.errors import GenlabError
+from genlab.images import is_folder_target
+
+
+@dataclass
+class TableArgs:
+    """Arguments of `genlab table SPEC`; n, seeds and batch_size override the spec's."""
+
+    ckpt: Optional[str] = None  # the checkpoint of every row that names none
+    ckpts: Dict[str, str] = field(default_factory=dict)  # ckpts.NAME=PATH for rows with `ckpt: NAME`
+    n: Optional[int] = None
+    seeds: Optional[List[int]] = None
+    values: Optional[List[Any]] = None  # replace the spec's column values, e.g. values=[10,20,50] (fewer DDIM steps)
+    batch_size: Optional[int] = None
+    features: FeatureName = FeatureName.inception
+    domain_classifier: Optional[str] = None
+    inception_weights: Optional[str] = None
+    classifier: Optional[str] = None  # the noise-aware classifier of classifier_scale cells
+    eval_classifier: Optional[str] = None  # scores class accuracy at t = 0; None: domain_classifier, else classifier
+    cache_dir: Optional[str] = None  # reference statistics, as genlab eval
+    split: Split = Split.test
+    out: str = "tables"  # <out>/<name>.md, .csv, .png, and finished cells in <out>/cells/<name>/
+    ema: bool = True
+    device: str = "auto"
+    wandb: Optional[bool] = None  # log a wandb.Table; None: when the checkpoint's run used logger=wandb
+
+
+
+@dataclass
+class SampleArgs:
+    """Arguments of `genlab sample`."""
+
+    ckpt: str = MISSING
+    sampler: SamplerName = SamplerName.ddim
+    steps: Optional[int] = None  # network evaluations; None: 50 for ddim, all T for ddpm
+    eta: Optional[float] = None  # ddim: sigma_t(eta); None: 0
+    spacing: Spacing = Spacing.uniform
+    variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
+    n: int = 64
+    seed: int = 0
+    out: str = "samples.png"  # a .png file for a grid, or a folder (ending in /) for one PNG per sample
+    ema: bool = True  # use the EMA weights stored in the checkpoint
+    batch_size: int = 256
+    device: str = "auto"
+    nrow: Optional[int] = None  # grid columns; None: about sqrt(n), or per_class with classes
+    classes: Any = None  # "0,1,2" or [0,1,2]: per_class samples of each, one grid row per class
+    per_class: int = 8
+    guidance: Optional[float] = None  # CFG weight w: eps~ = (1 + w) eps(c) - w eps(null); w = 0 is conditional
+    guidance_scale: Optional[float] = None  # the same guidance as s = 1 + w (GLIDE / diffusers convention)
+    classifier: Optional[str] = None  # noise-aware classifier checkpoint: classifier guidance
+    classifier_scale: float = 0.0  # s in eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
+    eval_classifier: Optional[str] = None  # classifier checkpoint that scores class accuracy (default: classifier)
+
+
+@dataclass
+class EvalArgs:
+    """Arguments of `genlab eval`."""
+
+    ckpt: str = MISSING
+    n: int = 10000
+    sampler: Optional[SamplerName] = None  # None: the checkpoint's own sampler settings
+    steps: Optional[int] = None  # network evaluations; None: the checkpoint's (a new sampler: its default)
+    eta: Optional[float] = None
+    spacing: Optional[Spacing] = None
+    guidance: Optional[float] = None  # CFG weight w of a conditional model; None: the checkpoint's sampler.guidance
+    variance: Optional[Variance] = None  # sampler=ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
+    features: FeatureName = FeatureName.inception
+    domain_classifier: Optional[str] = None
+    inception_weights: Optional[str] = None
+    cache_dir: Optional[str] = None
+    split: Split = Split.test
+    nll: bool = False  # also the variational bound on -log p(x) in bits/dim over the split
+    nll_images: Optional[int] = None  # the first N images of the split only (T network calls per batch); None: all
+    out: str = "eval.json"  # samples go to <out without .json>_samples/
+    seed: int = 0
+    batch_size: int = 250
+    ema: bool = True
+    device: str = "auto"
+
+
+@dataclass
+class InvertArgs:
+    """Arguments of `genlab invert`."""
+
+    ckpt: str = MISSING
+    image: str = MISSING  # index:N (or a bare N) into the training set, or a PNG/JPG path
+    steps: int = MISSING  # diffusion: DDIM steps S, to encode and to decode; GAN: optimisation steps
+    out: str = "recon.png"  # target | latent (GAN: start) | reconstruction; metrics in the same name with .json
+    ema: bool = True
+    device: str = "auto"
+    spacing: Spacing = Spacing.uniform
+    label: Optional[int] = None  # conditional models: the class to condition on; default the item's own label
+    clip: bool = False  # clamp the predicted x0 to [-1, 1] while decoding (the inversion never clips)
+    restarts: int = 4  # GAN: random restarts, optimised together; the lowest final error wins
+    lr: float = 0.05  # GAN: Adam learning rate on z
+    feature_weight: float = 0.0  # GAN: weight of the discriminator-feature distance added to the pixel MSE
+    seed: int = 0  # GAN: seed of the restarts' initial latents
+
+
+@dataclass
+class InterpolateArgs:
+    """Arguments of `genlab interpolate`."""
+
+    ckpt: str = MISSING
+    a: str = MISSING  # seed:N (or a bare N), index:N, or a PNG/JPG path
+    b: str = MISSING
+    n: int = 8  # images in the row, both endpoints included
+    steps: int = 50  # DDIM steps S, to encode image endpoints and to decode every latent
+    out: str = "interp.png"
+    ema: bool = True
+    device: str = "auto"
+    spacing: Spacing = Spacing.uniform
+    label: Optional[int] = None  # conditional models: the class to condition on; default the null class
+    clip: bool = True  # clamp the predicted x0 to [-1, 1] while decoding (the inversion never clips)
+
+
+@dataclass
+class CompareArgs:
+    """Arguments of `genlab compare` (besides the run folders)."""
+
+    out: str = "compare.md"
+
+
+ArgsT = TypeVar("ArgsT")
+
+
+def parse_command_args(schema_type: type[ArgsT], args: list[str], command: str, required: dict[str, str]) -> ArgsT:
+    """Typed `key=value` arguments of a command (sample, invert, ...) as an instance of a dataclass.
+
+    Unknown keys, wrong types and missing required keys fail with a GenlabError that lists the valid keys.
+    """
+    schema = OmegaConf.structured(schema_type)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in parse_overrides(args).items()]))
+    except ConfigKeyError as exc:
+        raise GenlabError(f"unknown argument {exc.full_key!r}. Valid arguments: {', '.join(schema.keys())}.") from None
+    except ValidationError as exc:
+        raise GenlabError(f"bad value for {exc.full_key!r}: {exc.msg}.") from None
+    except OmegaConfBaseException as exc:
+        raise GenlabError(f"cannot read the arguments: {exc.msg}.") from None
+    for key, meaning in required.items():
+        if OmegaConf.is_missing(merged, key):
+            raise GenlabError(f"{command} needs {key}=..., {meaning}.")
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def check_writable(out: str) -> None:
+    """Fail before sampling, not after, when the output cannot be written."""
+    target = Path(out) if is_folder_target(out) else Path(out).parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise GenlabError(f"cannot write to {target} ({exc.strerror}); choose another out=PATH.") from None
+    if not is_folder_target(out) and Path(out).suffix.lower() != ".png":
+        raise GenlabError(f"out={out}: give a .png file for a grid, or a folder ending in / for one PNG per sample.")
+
+
+def parse_classes(classes: Any, num_classes: int | None) -> list[int] | None:
+    """`classes=0,1,2` (a string) or `classes=[0,1,2]` (a list) to checked ints."""
+    if classes is None or classes == "":
+        return None
+    items = str(classes).strip("[]").split(",") if not isinstance(classes, (list, tuple)) else list(classes)
+    try:
+        parsed = [int(str(c).strip()) for c in items if str(c).strip() != ""]
+    except ValueError:
+        raise GenlabError(f"classes={classes}: give class indices, e.g. classes=0,1,2.") from None
+    if num_classes is None:
+        raise GenlabError("classes= needs a model trained on labelled data; this checkpoint's dataset has no classes.")
+    bad = [c for c in parsed if not 0 <= c < num_classes]
+    if bad or not parsed:
+        raise GenlabError(f"classes={classes}: each class must be in 0..{num_classes - 1}.")
+    return parsed

@@ -1,0 +1,160 @@
+"""`genlab eval`: sample a checkpoint, score the samples against a dataset split, record every number and its source.
+
+FID, KID, precision/recall and the Inception Score come from torch-fidelity's `calculate_metrics` on the
+folder of sample PNGs and the split's images; the split's features are cached under the reference key
+(metrics/reference.py). With `nll=true` a diffusion checkpoint also gets its variational bound in bits/dim.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_fidelity
+from omegaconf import DictConfig
+
+from genlab.build import pick_device
+from genlab.commands.args import EvalArgs, check_writable, parse_command_args
+from genlab.diffusion import SamplerSettings
+from genlab.errors import GenlabError
+from genlab.images import save_png_folder
+from genlab.metrics.domain import check_domain_classifier
+from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec
+from genlab.metrics.fidelity import fidelity_metrics, isc_note
+from genlab.metrics.nll import compute_nll
+from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
+from genlab.models import is_diffusion
+from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
+
+MARKDOWN_COLUMNS = ("checkpoint", "weights", "sampler", "n", "FID", "KID x1e3", "IS", "precision", "recall", "NLL bpd")
+
+
+def parse_eval_args(args: list[str]) -> EvalArgs:
+    """Typed `genlab eval` arguments; unknown keys and wrong types fail with the valid keys listed."""
+    parsed = parse_command_args(EvalArgs, args, "eval", {"ckpt": "the checkpoint to evaluate"})
+    if parsed.n < 10:
+        raise GenlabError(f"n={parsed.n}: evaluate at least 10 samples (the Inception Score uses up to 10 splits).")
+    if parsed.batch_size <= 0:
+        raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
+    if parsed.nll_images is not None and parsed.nll_images <= 0:
+        raise GenlabError(f"nll_images={parsed.nll_images} must be a positive integer (or leave it out: all images).")
+    if not parsed.out.endswith(".json"):
+        raise GenlabError(f"out={parsed.out}: give a .json file; the samples go to a folder beside it.")
+    return parsed
+
+
+SAMPLER_KEYS = ("sampler", "steps", "eta", "spacing", "guidance", "variance")
+
+
+def eval_settings(module: Any, a: EvalArgs) -> tuple[SamplerSettings | None, dict[str, Any]]:
+    """The checkpoint's own sampler with the settings given on the command line, and its description for the JSON.
+    A GAN has no sampler: (None, its description)."""
+    given = {k: getattr(a, k) for k in SAMPLER_KEYS if getattr(a, k) is not None}
+    if not is_diffusion(module):  # a GAN: one generator pass, nothing to choose
+        if given:
+            raise GenlabError(f"{', '.join(given)}: sampler settings apply to diffusion models; a GAN samples G(z).")
+        return None, {"name": "G(z)", "steps": None, "eta": None, "spacing": None, "guidance": None}
+    settings = module.sampler_settings.override(name=a.sampler, steps=a.steps, eta=a.eta, spacing=a.spacing,
+                                                guidance=a.guidance, variance=a.variance)
+    settings.check_applies(given)
+    T = module.diffusion.num_timesteps
+    settings.check(T)
+    module.steering(settings, labels=torch.zeros(1, dtype=torch.long) if module.conditional else None)
+    return settings, settings.describe(T, module.diffusion.variance)
+
+
+def markdown_row(result: dict[str, Any]) -> str:
+    """One row of the results table (columns: MARKDOWN_COLUMNS)."""
+    m, f = result["metrics"], result["extractor"]["features"]
+    s = result["sampler"]
+    if s["name"] == "ddim":
+        sampler = f"ddim {s['steps']} eta={s['eta']:g}"
+    elif s["name"] == "ddpm":
+        sampler = f"ddpm {s['steps']} {s['variance']}"
+    else:
+        sampler = s["name"]
+    if s.get("guidance"):
+        sampler += f" w={s['guidance']:g}"
+    is_text = f"{m[f'isc_{f}_mean']:.3f}" + ("" if result["isc_valid"] else " (invalid)")
+    nll = f"{m['nll_bpd']:.3f}" if "nll_bpd" in m else "-"
+    cells = [Path(result["checkpoint"]).name, result["weights"], sampler, str(result["n"]),
+             f"{m[f'fid_{f}']:.3f} ({f})", f"{1e3 * m[f'kid_{f}_mean']:.3f}", is_text,
+             f"{m[f'precision_{f}']:.3f}", f"{m[f'recall_{f}']:.3f}", nll]
+    return "| " + " | ".join(cells) + " |"
+
+
+def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_real: int, cache_dir: Path,
+               samples_dir: Path, weights: str) -> dict[str, Any]:
+    """Where every number came from: checkpoint, weights, samples, extractor, reference statistics."""
+    return {
+        "checkpoint": str(Path(a.ckpt).resolve()),
+        "model_kind": str(cfg.model.kind),
+        "weights": weights,
+        "n": a.n,
+        "seed": a.seed,
+        "sample_seeds": f"one generator seeded with {a.seed}, batches of {a.batch_size} in order",
+        "samples_dir": str(samples_dir.resolve()),
+        "extractor": {"features": spec.features, "name": spec.name, "weights_path": str(spec.weights_path.resolve()),
+                      "weights_sha256": spec.weights_sha256},
+        "reference": {"key": key, "cache_dir": str(cache_dir.resolve()), "dataset": str(cfg.data.name),
+                      "split": str(a.split), "num_images": n_real, "resolution": int(cfg.data.resolution),
+                      "channels": int(cfg.data.channels)},
+        "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__},
+        "markdown_columns": list(MARKDOWN_COLUMNS),
+    }
+
+
+def eval_command(args: list[str]) -> dict[str, Any]:
+    """Run `genlab eval`; write the JSON, print a Markdown row and return the result."""
+    a = parse_eval_args(args)
+    out = Path(a.out)
+    samples_dir = out.with_name(out.stem + "_samples")
+    check_writable(f"{samples_dir}/")  # the folder beside the JSON: fails before sampling, not after
+    spec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
+    ckpt = read_checkpoint(a.ckpt)
+    module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
+    weights = weights_used(ckpt, a.ema)
+    del ckpt  # the module holds its weights now
+    settings, sampler = eval_settings(module, a)
+    if a.nll and not is_diffusion(module):  # before sampling, not after
+        raise GenlabError("nll=true: a GAN has no likelihood to bound; NLL is for diffusion checkpoints.")
+    cfg = module.cfg
+    if spec.features == "domain":
+        check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
+    device = pick_device(a.device)
+    module.to(device)
+    started = time.time()
+    kwargs = {"settings": settings} if settings is not None else {}
+    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, **kwargs)
+    save_png_folder(images, samples_dir, replace=True)
+    seconds = {"sampling": round(time.time() - started, 2)}
+
+    cache_dir = cache_dir_of(a.cache_dir)
+    key = reference_key(cfg.data, str(a.split), cfg.seed, spec)
+    real_features = reference_features(cfg, str(a.split), create_extractor(spec, device), key, cache_dir,
+                                       a.batch_size)
+    n_real = int(real_features[spec.fid_layer].shape[0])
+    metrics = fidelity_metrics(spec, samples_dir, SplitImages(cfg, str(a.split)), key, n_real, cache_dir,
+                               a.batch_size, device.type == "cuda", a.seed)
+    if a.nll:
+        metrics["nll_bpd"], nll_images = compute_nll(module, cfg, str(a.split), a.batch_size, a.seed, device,
+                                                     a.nll_images)
+        metrics["nll_images"] = nll_images
+    seconds["total"] = round(time.time() - started, 2)
+    isc_valid, note = isc_note(spec)
+    result = {
+        "metrics": metrics,
+        "isc_valid": isc_valid,
+        "isc_note": note,
+        "sampler": sampler,
+        **provenance(a, cfg, spec, key, n_real, cache_dir, samples_dir, weights),
+        "device": str(device),
+        "seconds": seconds,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"genlab: wrote {out} ({a.n} samples in {samples_dir}, reference {key})")
+    print(markdown_row(result))
+    return result

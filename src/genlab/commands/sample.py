@@ -1,0 +1,96 @@
+"""`genlab sample`: images from a diffusion or GAN checkpoint, as one grid PNG or one PNG per sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from genlab.build import pick_device
+from genlab.commands.args import SampleArgs, check_writable, parse_classes, parse_command_args
+from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings, guidance_weight
+from genlab.errors import GenlabError
+from genlab.images import write_images
+from genlab.metrics.class_accuracy import class_accuracy
+from genlab.models import DiffusionModule, GANModule, is_diffusion
+from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
+
+
+def parse_sample_args(args: list[str]) -> SampleArgs:
+    """Typed `genlab sample` arguments; unknown keys and wrong types fail with the valid keys listed."""
+    parsed = parse_command_args(SampleArgs, args, "sample", {"ckpt": "the checkpoint to sample from"})
+    if parsed.n <= 0 or parsed.per_class <= 0:
+        raise GenlabError(f"n={parsed.n}, per_class={parsed.per_class}: numbers of samples must be positive integers.")
+    if parsed.batch_size <= 0:
+        raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
+    return parsed
+
+
+def sampler_settings(a: SampleArgs, module: DiffusionModule) -> SamplerSettings:
+    """The sampler of these arguments: `genlab sample`'s own defaults (DDIM, 50 steps, eta 0, no guidance), with the
+    checkpoint's variance and clipping."""
+    try:
+        w = guidance_weight(a.guidance, a.guidance_scale)
+    except ValueError as exc:
+        raise GenlabError(f"{exc}.") from None
+    name = SamplerName(a.sampler)
+    settings = module.sampler_settings.override(
+        name=name, steps=a.steps if a.steps is not None else DEFAULT_STEPS[name],
+        eta=a.eta if a.eta is not None else (0.0 if name == SamplerName.ddim else None),
+        spacing=a.spacing, variance=a.variance, guidance=w, classifier_scale=a.classifier_scale,
+    )
+    settings.check_applies({"eta": a.eta, "variance": a.variance})
+    return settings.check(module.diffusion.num_timesteps)
+
+
+def sample_command(args: list[str]) -> None:
+    """Run `genlab sample` with command-line arguments."""
+    a = parse_sample_args(args)
+    check_writable(a.out)
+    ckpt = read_checkpoint(a.ckpt)
+    module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
+    del ckpt  # the module holds its weights now
+    classes = parse_classes(a.classes, module.cfg.data.num_classes)
+    labels = torch.tensor(classes).repeat_interleave(a.per_class) if classes else None  # a row per class
+    device = pick_device(a.device)
+    module.to(device)
+    if is_diffusion(module):
+        images, scorer = sample_diffusion(a, module, labels, device)
+    else:
+        images, scorer = sample_gan(a, module, labels, device)
+    written = write_images(images, a.out, a.nrow or (a.per_class if labels is not None else None))
+    print(f"genlab: wrote {written}")
+    if labels is not None and scorer is not None:
+        accuracy = class_accuracy(scorer, images, labels)
+        print(f"genlab: class accuracy {accuracy:.3f} over {len(images)} samples (classifier at t=0)")
+
+
+def sample_diffusion(a: SampleArgs, module: DiffusionModule, labels: torch.Tensor | None,
+                     device: torch.device) -> tuple[torch.Tensor, Any]:
+    """DDPM or DDIM sampling, with classifier-free or classifier guidance; the images and the accuracy scorer."""
+    settings = sampler_settings(a, module)
+    classifier = None
+    if a.classifier is not None:
+        classifier = load_classifier(a.classifier).to(device)
+        if classifier.cfg.data.num_classes != module.cfg.data.num_classes:
+            raise GenlabError(
+                f"classifier {a.classifier} has {classifier.cfg.data.num_classes} classes but the diffusion model's "
+                f"data has {module.cfg.data.num_classes}; use a classifier trained on the same dataset."
+            )
+    scorer = load_classifier(a.eval_classifier).to(device) if a.eval_classifier else classifier
+    n = len(labels) if labels is not None else a.n
+    images = module.sample(n, settings, labels=labels, classifier=classifier, seed=a.seed, batch_size=a.batch_size,
+                           progress=True)
+    return images, scorer
+
+
+def sample_gan(a: SampleArgs, module: GANModule, labels: torch.Tensor | None,
+               device: torch.device) -> tuple[torch.Tensor, Any]:
+    """G(z) for z drawn with `seed`; `classes=` for a class-conditional generator. No sampler, no guidance."""
+    if a.guidance is not None or a.guidance_scale is not None or a.classifier is not None or a.classifier_scale:
+        raise GenlabError("guidance, guidance_scale, classifier and classifier_scale apply to diffusion models, not GANs.")
+    if labels is not None and not module.conditional:
+        raise GenlabError("classes= needs a class-conditional GAN (model.conditional=true); this one is unconditional.")
+    scorer = load_classifier(a.eval_classifier).to(device) if a.eval_classifier else None
+    n = len(labels) if labels is not None else a.n
+    return module.sample(n, seed=a.seed, batch_size=a.batch_size, labels=labels), scorer

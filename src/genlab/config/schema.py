@@ -1,0 +1,276 @@
+"""Typed config schema (OmegaConf structured configs).
+
+Every key a run can take is declared here, with its type and default. Loading a config merges,
+in order: these defaults, the building blocks in `configs/<group>/<name>.yaml` chosen by the
+experiment's `defaults:` (or by `group=name` on the command line), the experiment's own keys,
+then `key=value` overrides. An unknown key or a wrong type fails in `load_config`, before any
+work starts. Option strings are Enums so that an invalid choice fails at load time too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Dict, List, Optional
+
+from genlab.adversarial import AdversarialLoss
+from genlab.data import DataName, FitMode
+from genlab.diffusion import SamplerName, Schedule, Spacing, Variance
+from genlab.nn import AttentionKernel, CompileMode, DiscriminatorArch, GeneratorArch, Pool, TimeInjection
+
+
+
+
+
+
+
+
+
+class ModelKind(StrEnum):
+    ddpm = "ddpm"  # also the CFG model: model.conditional=true
+    classifier = "classifier"  # noise-aware classifier for classifier guidance
+    gan = "gan"  # generator and discriminator from the `gan` block
+
+
+
+
+
+
+class NonFinitePolicy(StrEnum):
+    stop = "stop"  # raise an error naming the step and the loss terms; the last checkpoint stays
+    skip = "skip"  # drop that update and count it (train/skipped_steps)
+
+
+class FeatureName(StrEnum):
+    inception = "inception"  # torch-fidelity's InceptionV3 (the FID of the literature); needs its weights file
+    domain = "domain"  # a classifier trained in this project on the dataset itself (offline, any channels/size)
+
+
+class Split(StrEnum):
+    train = "train"
+    test = "test"  # the held-out split: the official test set (MNIST, CIFAR-10, CelebA) or the seeded val_fraction split
+
+
+
+
+class LoggerName(StrEnum):
+    csv = "csv"
+    wandb = "wandb"
+    tensorboard = "tensorboard"
+
+
+@dataclass
+class DataConfig:
+    name: DataName = DataName.digits
+    root: Optional[str] = None  # folder with the dataset (torchvision layout) or the images; None: ./data
+    download: bool = False  # torchvision datasets only
+    resolution: int = 16
+    channels: Optional[int] = None  # None: the dataset's own; filled in when the run starts
+    num_classes: Optional[int] = None  # filled from the dataset when the run starts
+    fit: Optional[FitMode] = None  # None: the dataset's default way to reach `resolution`
+    hflip: bool = False
+    batch_size: int = 128  # per device: the global batch is batch_size x devices x nodes
+    num_workers: int = 0
+    val_fraction: float = 0.1  # for datasets without an official validation/test split
+    pin_memory: Optional[bool] = None  # page-locked batches for faster host-to-GPU copies; None: when CUDA is available
+    persistent_workers: Optional[bool] = None  # keep worker processes across epochs; None: when num_workers > 0
+
+
+@dataclass
+class UNetConfig:
+    base_channels: int = 64
+    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 2])
+    num_res_blocks: int = 2
+    attention_resolutions: List[int] = field(default_factory=lambda: [8])
+    dropout: float = 0.1
+    num_heads: int = 1
+    time_injection: TimeInjection = TimeInjection.add
+
+
+@dataclass
+class PerfConfig:
+    """Speed levers of the DDPM / CFG U-Net: none changes what is computed (beyond float rounding), so a run may
+    resume with other levers. Mixed precision is trainer.precision (bf16-mixed, 16-mixed on a GPU).
+
+    The defaults are what measured fastest on a CPU (benchmarks/results/); see README, Performance.
+    """
+
+    channels_last: bool = False  # NHWC U-Net weights and inputs (DDPM training step and sampling)
+    compile: bool = False  # torch.compile the U-Net of the training step (checkpoint keys stay the same)
+    compile_mode: CompileMode = CompileMode.default
+    attention: AttentionKernel = AttentionKernel.auto
+    grad_checkpointing: bool = False  # recompute each U-Net block in the backward pass: less memory, more compute
+
+
+@dataclass
+class DiffusionConfig:
+    timesteps: int = 1000
+    schedule: Schedule = Schedule.linear
+    beta_start: float = 1e-4  # linear schedule only
+    beta_end: float = 0.02  # linear schedule only
+    variance: Variance = Variance.beta_tilde
+    loss_weights: Dict[str, float] = field(default_factory=lambda: {"eps_mse": 1.0})
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = True
+    decay: float = 0.9999
+    start_step: int = 0
+    every_n_steps: int = 1
+
+
+@dataclass
+class ModelConfig:
+    kind: ModelKind = ModelKind.ddpm
+    conditional: bool = False  # feed class labels to the U-Net
+    p_uncond: float = 0.1  # CFG: probability of replacing the label by the null class (Ho & Salimans)
+    classifier_pool: Pool = Pool.attention  # classifier head: attention pooling or global average pooling
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+
+
+@dataclass
+class AdamConfig:
+    lr: float = 2e-4
+    betas: List[float] = field(default_factory=lambda: [0.0, 0.9])
+
+
+@dataclass
+class GANConfig:
+    latent_dim: int = 128
+    generator: GeneratorArch = GeneratorArch.dcgan
+    discriminator: DiscriminatorArch = DiscriminatorArch.dcgan
+    g_channels: int = 64  # generator width at full resolution; times channel_mult per level
+    d_channels: int = 64
+    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4])  # full resolution first, as in `unet`
+    d_num_res_blocks: int = 1  # U-Net discriminator only
+    spectral_norm: bool = True  # on every discriminator weight
+    loss: AdversarialLoss = AdversarialLoss.hinge
+    lambda_gp: float = 0.0  # WGAN-GP weight (10 in Gulrajani et al.)
+    lambda_r1: float = 0.0  # R1 weight gamma: adds gamma / 2 * ||grad D(x)||^2 on reals
+    r1_every: int = 16  # lazy R1 (StyleGAN2): every k discriminator steps, weighted by k
+    lambda_pixel: float = 1.0  # U-Net discriminator: weight of the per-pixel adversarial terms
+    d_steps: int = 1  # discriminator steps (batches) per generator step
+    g_optim: AdamConfig = field(default_factory=AdamConfig)
+    d_optim: AdamConfig = field(default_factory=AdamConfig)  # TTUR: give D its own (often larger) lr
+    collapse_threshold: float = 0.1  # warn when the fakes' batch diversity falls below this share of the reals'
+
+
+@dataclass
+class SamplerConfig:
+    name: SamplerName = SamplerName.ddim
+    steps: Optional[int] = 50  # network evaluations, for every sampler (DDPM: respaced steps); null: all T
+    eta: float = 0.0  # DDIM only
+    spacing: Spacing = Spacing.uniform  # which timesteps a sampler with fewer than T steps visits
+    variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
+    clip_denoised: bool = True
+    guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 5000
+    max_epochs: int = -1
+    accelerator: str = "auto"
+    devices: Any = "auto"  # int, list of ints or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    gradient_clip_val: float = 1.0
+    val_every_n_steps: int = 1000
+    limit_val_batches: Any = 1.0  # float fraction or int number of batches
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop  # a NaN or inf in the loss or gradients
+    ddp_timeout_s: int = 1800  # strategy=ddp: a collective that a rank never reaches fails after this long
+    scale_lr: bool = False  # linear scaling rule: every lr x global batch / reference_batch_size
+    reference_batch_size: int = 128  # the global batch the configured learning rates were tuned for
+
+
+@dataclass
+class LoggerConfig:
+    name: LoggerName = LoggerName.csv  # CSV is always written to the run folder as well
+    project: str = "genlab"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    run_name: Optional[str] = None  # None: the experiment's name
+    log_checkpoints: bool = False  # W&B: upload the run's checkpoints as artifacts (Lightning's log_model="all")
+
+
+@dataclass
+class SampleGridConfig:
+    enabled: bool = True
+    num_images: int = 64
+    seed: int = 0  # fixed x_T so grids are comparable across validations
+
+
+@dataclass
+class CheckpointConfig:
+    every_n_steps: int = 1000
+    save_top_k: int = 1  # best checkpoints by `monitor`
+    monitor: str = "val/loss"
+
+
+@dataclass
+class ClassAccuracyConfig:
+    classifier: Optional[str] = None  # classifier checkpoint (experiment=classifier_*); None: not measured
+    per_class: int = 10  # guided samples of each class at each validation
+    seed: int = 0
+
+
+@dataclass
+class CallbacksConfig:
+    sample_grid: SampleGridConfig = field(default_factory=SampleGridConfig)
+    class_accuracy: ClassAccuracyConfig = field(default_factory=ClassAccuracyConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    loss_curve: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """FID during training (callbacks/fid.py); `genlab eval` reads the same feature settings from its arguments."""
+
+    enabled: bool = False
+    every_n_steps: int = 0  # a multiple of trainer.val_every_n_steps; 0: only at the end of training
+    num_samples: int = 1000  # generated images per evaluation (split across DDP ranks)
+    batch_size: int = 250
+    features: FeatureName = FeatureName.inception
+    inception_weights: Optional[str] = None  # None: torch hub's cache file (downloaded when online)
+    domain_classifier: Optional[str] = None  # classifier checkpoint (experiment=classifier_*) for features=domain
+    cache_dir: Optional[str] = None  # reference statistics; None: $TORCH_HOME/fidelity_cache
+    split: Split = Split.test  # the real images the samples are compared with
+    seed: int = 0  # fixed x_T, so FID moves only when the weights do
+
+
+@dataclass
+class Config:
+    experiment: str = "ddpm_digits"
+    seed: int = 0
+    run_dir: Optional[str] = None  # None: runs_root/<experiment>/<time>
+    resume: Optional[str] = None  # "auto" (run_dir's or the experiment's newest last.ckpt) or a checkpoint path
+    runs_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Groups whose block can be chosen by name: `data=mnist` loads configs/data/mnist.yaml.
+CONFIG_GROUPS = ("data", "unet", "perf", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks", "eval")

@@ -1,0 +1,135 @@
+"""Range checks that a type cannot express; each failure names the key and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.config.schema import PerfConfig
+from genlab.diffusion import LOSS_TERMS, SamplerSettings
+from genlab.errors import GenlabError
+
+
+def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise GenlabError(f"config key {key!r} = {value!r} is out of range: it must be {requirement}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks that a type cannot express."""
+    if cfg.data.name == "image_folder" and not cfg.data.root:
+        raise GenlabError("data=image_folder needs the folder of images: set data.root=PATH on the command line.")
+    _check(cfg.data.resolution > 0, "data.resolution", cfg.data.resolution, "a positive integer")
+    _check(cfg.data.batch_size > 0, "data.batch_size", cfg.data.batch_size, "a positive integer")
+    _check(cfg.data.num_workers >= 0, "data.num_workers", cfg.data.num_workers, ">= 0")
+    _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "in (0, 1)")
+    if cfg.data.persistent_workers and cfg.data.num_workers == 0:
+        raise GenlabError("data.persistent_workers=true keeps worker processes alive, but data.num_workers=0 starts "
+                          "none: set data.num_workers > 0, or data.persistent_workers=null (automatic).")
+    _check(cfg.data.channels in (None, 1, 3), "data.channels", cfg.data.channels, "1, 3 or null")
+    _check(cfg.unet.base_channels > 0, "unet.base_channels", cfg.unet.base_channels, "a positive integer")
+    _check(len(cfg.unet.channel_mult) > 0, "unet.channel_mult", list(cfg.unet.channel_mult), "a non-empty list")
+    _check(cfg.unet.num_res_blocks > 0, "unet.num_res_blocks", cfg.unet.num_res_blocks, "a positive integer")
+    _check(0.0 <= cfg.unet.dropout < 1.0, "unet.dropout", cfg.unet.dropout, "in [0, 1)")
+    _check(cfg.diffusion.timesteps > 0, "diffusion.timesteps", cfg.diffusion.timesteps, "a positive integer")
+    _check(
+        0.0 < cfg.diffusion.beta_start < cfg.diffusion.beta_end < 1.0,
+        "diffusion.beta_start/beta_end",
+        (cfg.diffusion.beta_start, cfg.diffusion.beta_end),
+        "0 < beta_start < beta_end < 1",
+    )
+    for term in cfg.diffusion.loss_weights:
+        _check(term in LOSS_TERMS, f"diffusion.loss_weights.{term}", term, f"one of {sorted(LOSS_TERMS)}")
+    _check(0.0 <= cfg.model.p_uncond <= 1.0, "model.p_uncond", cfg.model.p_uncond, "in [0, 1]")
+    _check(cfg.model.optim.lr > 0, "model.optim.lr", cfg.model.optim.lr, "> 0")
+    _check(len(cfg.model.optim.betas) == 2, "model.optim.betas", list(cfg.model.optim.betas), "two numbers")
+    _check(cfg.model.optim.warmup_steps >= 0, "model.optim.warmup_steps", cfg.model.optim.warmup_steps, ">= 0")
+    _check(0.0 < cfg.model.ema.decay < 1.0, "model.ema.decay", cfg.model.ema.decay, "in (0, 1)")
+    SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.")
+    _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
+    _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
+    _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
+    _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
+    _check(cfg.trainer.ddp_timeout_s > 0, "trainer.ddp_timeout_s", cfg.trainer.ddp_timeout_s, "a positive integer")
+    ref = cfg.trainer.reference_batch_size
+    _check(ref > 0, "trainer.reference_batch_size", ref, "a positive integer")
+    grid = cfg.callbacks.sample_grid
+    _check(grid.num_images > 0, "callbacks.sample_grid.num_images", grid.num_images, "a positive integer")
+    validate_perf(cfg)
+    validate_gan(cfg)
+    per_class = cfg.callbacks.class_accuracy.per_class
+    _check(per_class > 0, "callbacks.class_accuracy.per_class", per_class, "a positive integer")
+    ckpt = cfg.callbacks.checkpoint
+    _check(ckpt.every_n_steps > 0, "callbacks.checkpoint.every_n_steps", ckpt.every_n_steps, "a positive integer")
+    validate_eval(cfg)
+
+
+def validate_eval(cfg: DictConfig) -> None:
+    """The `eval` block: FID during training runs at validation ends, where the EMA weights are swapped in."""
+    ev = cfg.eval
+    _check(ev.num_samples >= 2, "eval.num_samples", ev.num_samples, ">= 2 (FID needs a covariance)")
+    _check(ev.batch_size > 0, "eval.batch_size", ev.batch_size, "a positive integer")
+    _check(ev.every_n_steps >= 0, "eval.every_n_steps", ev.every_n_steps, ">= 0 (0: only at the end of training)")
+    if not ev.enabled:
+        return
+    val_every = cfg.trainer.val_every_n_steps
+    _check(
+        ev.every_n_steps % val_every == 0,
+        "eval.every_n_steps",
+        ev.every_n_steps,
+        f"a multiple of trainer.val_every_n_steps = {val_every} (FID runs at validation ends)",
+    )
+    if cfg.model.kind == "classifier":
+        raise GenlabError(
+            "eval.enabled=true needs a model that generates images; a classifier does not. Set eval.enabled=false."
+        )
+    if ev.features == "domain" and not ev.domain_classifier:
+        raise GenlabError(
+            "eval.features=domain needs the classifier whose features FID uses: set eval.domain_classifier=PATH to "
+            "a checkpoint of experiment=classifier_* trained on the same dataset, or use eval.features=inception."
+        )
+
+
+def validate_perf(cfg: DictConfig) -> None:
+    """Speed levers that cannot work with the rest of the config fail here, not at the first training step."""
+    p = cfg.perf
+    defaults = _plain(OmegaConf.structured(PerfConfig))
+    changed = [k for k, v in _plain(p).items() if v != defaults[k]]
+    if changed and cfg.model.kind != "ddpm":
+        raise GenlabError(f"perf.{changed[0]} is a lever of the DDPM / CFG U-Net; model.kind="
+                          f"{cfg.model.kind} does not use the perf block. Leave it at its defaults.")
+    if p.compile_mode != "default" and not p.compile:
+        raise GenlabError(f"perf.compile_mode={p.compile_mode} has no effect without perf.compile=true.")
+    if p.compile_mode == "reduce_overhead" and cfg.trainer.accelerator == "cpu":
+        raise GenlabError("perf.compile_mode=reduce_overhead uses CUDA graphs: it needs a GPU (trainer.accelerator).")
+
+
+def validate_gan(cfg: DictConfig) -> None:
+    """Ranges of the `gan` block, and the combinations that cannot train."""
+    g = cfg.gan
+    for key in ("latent_dim", "g_channels", "d_channels", "d_num_res_blocks", "r1_every", "d_steps"):
+        _check(g[key] > 0, f"gan.{key}", g[key], "a positive integer")
+    for key in ("lambda_gp", "lambda_r1", "lambda_pixel", "collapse_threshold"):
+        _check(g[key] >= 0, f"gan.{key}", g[key], ">= 0")
+    for name in ("g_optim", "d_optim"):
+        optim = g[name]
+        _check(optim.lr > 0, f"gan.{name}.lr", optim.lr, "> 0")
+        ok = len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas)
+        _check(ok, f"gan.{name}.betas", list(optim.betas), "two numbers in [0, 1)")
+    if cfg.model.kind != "gan":
+        return
+    if g.loss == "wasserstein" and g.lambda_gp == 0 and not g.spectral_norm:
+        raise GenlabError(
+            "gan.loss=wasserstein needs a Lipschitz critic: set gan.lambda_gp=10 (WGAN-GP) or gan.spectral_norm=true."
+        )
+    ckpt = cfg.callbacks.checkpoint
+    if ckpt.save_top_k != 0 and ckpt.monitor == "val/loss":
+        raise GenlabError(
+            "a GAN logs no val/loss to rank checkpoints by: set callbacks.checkpoint.save_top_k=0 "
+            "(last.ckpt is still saved) or callbacks.checkpoint.monitor to a logged metric."
+        )
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

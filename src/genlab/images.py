@@ -1,0 +1,66 @@
+"""Images as genlab stores them: [-1, 1] floats to uint8, grids, PNG files and folders of PNGs. The one place."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """[-1, 1] floats to 0..255 uint8, rounded (what PNG writers and wandb.Image expect)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def image_grid(images: Tensor, nrow: int | None = None) -> Tensor:
+    """[-1, 1] images (B, C, H, W) to one uint8 (C, H', W') grid, about square by default."""
+    nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
+    grid = make_grid(to_uint8(images), nrow=nrow, padding=2, pad_value=0)
+    # make_grid repeats a single channel three times; keep grayscale grids grayscale.
+    return grid[:1] if images.shape[1] == 1 else grid
+
+
+def save_png(image: Tensor, path: Path) -> None:
+    """Save one uint8 (C, H, W) image as PNG, grayscale when C == 1."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = image.permute(1, 2, 0).cpu().numpy()  # C,H,W -> H,W,C
+    if array.shape[2] == 1:
+        array = array[:, :, 0]
+    Image.fromarray(array).save(path)
+
+
+def load_png(path: Path) -> Tensor:
+    """Read a PNG back as uint8 (C, H, W)."""
+    array = torch.from_numpy(np.array(Image.open(path)))
+    return array.unsqueeze(0) if array.ndim == 2 else array.permute(2, 0, 1)
+
+
+def is_folder_target(out: str) -> bool:
+    """`out` names a folder (one PNG per image) rather than a grid file."""
+    return out.endswith(("/", os.sep)) or Path(out).is_dir()
+
+
+def save_png_folder(images: Tensor, folder: Path, replace: bool = False) -> None:
+    """One PNG per image (grayscale stays 1-channel) as 000000.png, 000001.png, ...; `replace` deletes earlier PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if replace:
+        for old in folder.glob("*.png"):
+            old.unlink()
+    for i, image in enumerate(to_uint8(images)):
+        save_png(image, folder / f"{i:06d}.png")
+
+
+def write_images(images: Tensor, out: str, nrow: int | None = None) -> str:
+    """One grid PNG, or one PNG per image when `out` is a folder; returns what was written, for the user."""
+    if is_folder_target(out):
+        save_png_folder(images, Path(out))
+        return f"{len(images)} PNGs to {out}"
+    save_png(image_grid(images, nrow=nrow), Path(out))
+    return f"a grid of {len(images)} samples to {out}"

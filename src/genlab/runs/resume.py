@@ -1,0 +1,101 @@
+"""`resume=auto|PATH`: find the checkpoint to continue from, check it fits the config, keep the run's logs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.config import migrate
+from genlab.errors import GenlabError
+from genlab.runs.folder import RunDir
+
+# Keys that may differ between the first run and its resumption: they change how long or how visibly the run
+# goes on, not what it computes.
+# Speed levers (perf.*, DataLoader flags) change how fast, not what, a run computes: they may change on resume,
+# and runs saved before these keys existed resume too.
+MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.enable_progress_bar", "logger.",
+              "perf.", "data.pin_memory", "data.persistent_workers")
+
+
+def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint named by `resume`: a path, or for `auto` the run folder's last.ckpt (run_dir=PATH, else the
+    newest run of the experiment). None when `auto` finds nothing, so a requeued job can start fresh."""
+    if not cfg.resume:
+        return None
+    if cfg.resume != "auto":
+        path = Path(cfg.resume)
+        if not path.is_file():
+            raise GenlabError(f"resume={cfg.resume}: no such checkpoint. Give a .ckpt path, or resume=auto.")
+        return path
+    # Lightning's SLURM auto-requeue saves hpc_ckpt_N.ckpt in the run folder on SIGUSR1: take whichever is newest.
+    if cfg.run_dir:
+        folders = [RunDir(Path(cfg.run_dir))]
+    else:
+        folders = [RunDir(p) for p in sorted((Path(cfg.runs_root) / cfg.experiment).glob("*")) if p.is_dir()]
+    candidates = [c for run in folders for c in (run.last_ckpt, *run.hpc_checkpoints())]
+    existing = [p for p in candidates if p.is_file()]
+    if not existing:
+        where = cfg.run_dir or Path(cfg.runs_root) / cfg.experiment
+        print(f"genlab: resume=auto found no last.ckpt under {where}; starting a new run.")
+        return None
+    return max(existing, key=lambda p: p.stat().st_mtime)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def check_same_run(cfg: dict[str, Any], saved: dict[str, Any], path: Path) -> None:
+    """Refuse to resume with settings that would change the computation (model, data, seed, optimiser...)."""
+    now, before = _flatten(cfg), _flatten(saved)
+    changed = sorted(
+        k for k in set(now) | set(before)
+        if now.get(k) != before.get(k) and not any(k == m or (m.endswith(".") and k.startswith(m)) for m in MAY_CHANGE)
+    )
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:8])
+        raise GenlabError(
+            f"cannot resume from {path}: this command's config differs from the run's in {shown}. "
+            "Resume with the run's settings (only trainer.max_steps and logging may change), or start a new run."
+        )
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder (with config.yaml) that holds a checkpoint."""
+    return RunDir.of_checkpoint(checkpoint).root
+
+
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.yaml as a plain dict, in today's key names (config/load.py's migrate)."""
+    data = OmegaConf.to_container(OmegaConf.load(RunDir(run_dir).config))
+    return migrate(data, str(RunDir(run_dir).config))  # type: ignore[return-value]
+
+
+def read_metrics_before(metrics_csv: Path, step: int) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a metrics.csv logged before `step`: what a resumed run keeps of its old log."""
+    if not metrics_csv.is_file():
+        return [], []
+    with open(metrics_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [row for row in reader if row.get("step") not in (None, "") and int(row["step"]) < step]
+        return list(reader.fieldnames or []), rows
+
+
+def restore_csv_log(csv_logger: Any, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Put the kept rows back: Lightning's CSV writer deletes an existing metrics.csv when it starts."""
+    if not header:
+        return
+    writer = csv_logger.experiment  # creating the writer is what deletes the old file
+    with open(writer.metrics_file_path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = list(header)

@@ -1,0 +1,1 @@
+"""Training: the run (`genlab train`), its Trainer and callbacks, and the loggers."""

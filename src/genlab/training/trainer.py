@@ -1,0 +1,113 @@
+"""The Lightning Trainer of a run and its callbacks, from the `trainer` and `callbacks` blocks."""
+
+from __future__ import annotations
+
+import datetime
+
+import lightning as L
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import DictConfig
+
+from genlab.models import ClassifierModule, kind_info
+from genlab.runs import RunDir
+from genlab.runs.checkpoint import AtomicCheckpointIO
+from genlab.training.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
+from genlab.training.callbacks.fid import FIDCallback
+from genlab.training.callbacks.interrupt import SaveOnSignal
+from genlab.training.callbacks.nonfinite import NonFiniteGuard
+from genlab.training.callbacks.resume_state import ResumeState
+from genlab.training.loggers import build_loggers
+
+
+def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | None = None) -> list[L.Callback]:
+    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see its weights), then checkpoints."""
+    cb = cfg.callbacks
+    callbacks: list[L.Callback] = []
+    if cb.sample_grid.enabled and kind_info(cfg.model.kind).generates:
+        callbacks.append(SampleGrid(run, num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
+    if scorer is not None:
+        callbacks.append(ClassAccuracy(scorer, per_class=cb.class_accuracy.per_class, seed=cb.class_accuracy.seed))
+    if cfg.eval.enabled:
+        callbacks.append(FIDCallback(cfg))
+    if cb.loss_curve:
+        callbacks.append(LossCurve(run.loss_curve, every_n_steps=cfg.trainer.log_every_n_steps, kind=cfg.model.kind))
+    ema = cfg.model.ema
+    if ema.enabled:
+        callbacks.append(
+            EMAWeightAveraging(
+                decay=ema.decay, update_every_n_steps=ema.every_n_steps, update_starting_at_step=ema.start_step
+            )
+        )
+    callbacks.append(ResumeState(cfg.seed))
+    callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite))
+    callbacks.append(SaveOnSignal(run.last_ckpt))
+    # `last.ckpt` every N steps; the best by val/loss at each validation.
+    callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
+                                     every_n_train_steps=cb.checkpoint.every_n_steps))
+    callbacks.append(FinalCheckpoint(run.last_ckpt, every_n_steps=cb.checkpoint.every_n_steps))
+    if cb.checkpoint.save_top_k != 0:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run.checkpoints,
+                filename="best-step{step:07d}",
+                monitor=cb.checkpoint.monitor,
+                mode="min",
+                save_top_k=cb.checkpoint.save_top_k,
+                auto_insert_metric_name=False,
+            )
+        )
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(ProgressBar())
+    return callbacks
+
+
+def build_strategy(cfg: DictConfig) -> str | DDPStrategy:
+    """trainer.strategy, with trainer.ddp_timeout_s for DDP: a rank that crashed or hangs ends the run with an error
+    after that long instead of leaving the others waiting in a collective."""
+    name = cfg.trainer.strategy
+    if name in ("ddp", "ddp_find_unused_parameters_true"):
+        return DDPStrategy(
+            timeout=datetime.timedelta(seconds=cfg.trainer.ddp_timeout_s),
+            find_unused_parameters=name.endswith("true"),
+        )
+    return name
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """A collective failed because another process died or stopped answering."""
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "timed out", "Timed out",
+                                   "NCCL communicator was aborted", "DistBackendError"))
+
+
+def build_trainer(
+    cfg: DictConfig, run: RunDir, scorer: ClassifierModule | None = None, wandb_id: str | None = None
+) -> L.Trainer:
+    """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
+    t = cfg.trainer
+    gan = cfg.model.kind == "gan"
+    # A GAN step is a generator step, taken every gan.d_steps batches; Lightning's validation interval counts batches.
+    batches_per_step = cfg.gan.d_steps if gan else 1
+    return L.Trainer(
+        max_steps=t.max_steps,
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=build_strategy(cfg),
+        precision=t.precision,
+        # Manual optimisation (the GAN) clips inside the module: Lightning refuses gradient_clip_val there.
+        gradient_clip_val=None if gan else t.gradient_clip_val,
+        val_check_interval=min(t.val_every_n_steps, t.max_steps) * batches_per_step,  # a short run validates once
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=build_loggers(cfg, run.root, wandb_id),
+        callbacks=build_callbacks(cfg, run, scorer),
+        default_root_dir=str(run.root),
+        num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the DataModule shards by rank itself (genlab.data.sampler)
+    )
