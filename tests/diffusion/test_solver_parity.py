@@ -59,7 +59,8 @@ class TinyEps(nn.Module):
         t = t.to(torch.float32)  # as the U-Net's time embedding does
         abar = SCHEDULE.alpha_bar(t.double()).float().view(-1, 1, 1, 1)  # [B] -> [B, 1, 1, 1]
         gaussian = (1 - abar).sqrt() * x / (0.25 * abar + 1 - abar)
-        h = F.silu(F.conv2d(x, self.w1, padding=1) + torch.sin(3 * t.view(-1, 1, 1, 1) / T + self.phase.view(1, -1, 1, 1)))
+        time_features = torch.sin(3 * t.view(-1, 1, 1, 1) / T + self.phase.view(1, -1, 1, 1))  # [B, 8, 1, 1]
+        h = F.silu(F.conv2d(x, self.w1, padding=1) + time_features)
         return gaussian + 0.3 * abar.sqrt() * torch.tanh(F.conv2d(h, self.w2, padding=1))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from typing import Callable
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from genlab.diffusion import (
     SOLVERS,
     TIME_GRIDS,
     GaussianDiffusion,
+    GridPoint,
     VPSchedule,
     classifier_free_guidance,
     classifier_grad_fn,
@@ -56,7 +58,7 @@ def wavy_eps(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) ->
     return out if y is None else out + 0.05 * y.to(x.dtype).view(-1, 1, 1, 1)
 
 
-def sample(name: str, steps: int, x_T: torch.Tensor, model=gaussian_eps, **kwargs) -> torch.Tensor:  # noqa: ANN001
+def sample(name: str, steps: int, x_T: torch.Tensor, model: Callable = gaussian_eps, **kwargs: object) -> torch.Tensor:
     """Any sampler by name, DDIM included (deterministic, unclipped like the solvers)."""
     if name == "ddim":
         kwargs.setdefault("clip_denoised", False)
@@ -141,7 +143,7 @@ def test_first_order_dpmpp_step_is_the_ddim_step() -> None:
     assert torch.allclose(dpmpp_2m_step(x, x0, None, None, cur, CLEAN), x0)  # the last step returns x0
 
 
-def exact_data_ode(x_s: float, s, t, x0_of_lam) -> float:  # noqa: ANN001
+def exact_data_ode(x_s: float, s: GridPoint, t: GridPoint, x0_of_lam: tuple[float, float, float]) -> float:
     """x_t = (sigma_t / sigma_s) x_s + sigma_t int_{lam_s}^{lam_t} e^lam x0(lam) dlam (DPM-Solver++ eq. 8).
 
     x0(lam) = a + b lam + c lam^2, integrated in closed form: int e^lam p(lam) = e^lam (p - p' + p'').
@@ -163,7 +165,7 @@ def test_step_coefficients_are_exact_for_low_degree_data_predictions() -> None:
     x_s = 0.7
     const, linear, quad = (0.3, 0.0, 0.0), (0.3, -0.2, 0.0), (0.3, -0.2, 0.05)
 
-    def m(p, poly) -> float:  # noqa: ANN001
+    def m(p: GridPoint, poly: tuple[float, float, float]) -> float:
         return poly[0] + poly[1] * p.lam + poly[2] * p.lam**2
 
     # First order (DPM-Solver++(1) = UniP-1) integrates a constant x0 exactly.
@@ -272,11 +274,12 @@ def test_model_calls_match_solver_nfe_and_see_grid_times(name: str, spacing: str
     steps = 6
     sample(name, steps, x_T_fixed(), model=spy, spacing=spacing, model_kwargs={"y": torch.tensor([3, 4])})
     assert len(seen) == solver_nfe(name, steps)
-    grid = time_grid(SCHEDULE, steps, spacing or SOLVER_DEFAULT_SPACING[name])
+    spacing = spacing or SOLVER_DEFAULT_SPACING[name]
+    grid = time_grid(SCHEDULE, steps, spacing)
     firsts = [float(t[0]) for t in seen]
     expected = grid.tolist() if name != "heun" else [grid[0].item()] + [v for v in grid[1:].tolist() for _ in (0, 1)]
     assert firsts == pytest.approx(expected, abs=1e-4)  # float32 t
-    assert {t.dtype for t in seen} == {torch.long if (spacing or SOLVER_DEFAULT_SPACING[name]) == "uniform" else torch.float32}
+    assert {t.dtype for t in seen} == {torch.long if spacing == "uniform" else torch.float32}
 
 
 def test_solver_nfe_table() -> None:

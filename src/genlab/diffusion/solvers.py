@@ -241,7 +241,11 @@ _NFE: dict[str, Callable[[int], int]] = {
 
 
 def solver_nfe(name: str, steps: int) -> int:
-    """Network evaluations of one sampling call of sampler `name` with `steps` steps (heun: 2 steps - 1)."""
+    """Network evaluations of one sampling call of sampler `name` with `steps` steps (heun: 2 steps - 1).
+
+    A classifier-free-guided evaluation (one forward of a 2B batch) counts as one NFE; classifier-guidance
+    gradients are not counted. For heun, `steps` is the number of sigma intervals.
+    """
     if name not in _NFE:
         raise ValueError(f"unknown sampler {name!r}: expected one of {', '.join(_NFE)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
