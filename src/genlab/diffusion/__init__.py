@@ -32,6 +32,16 @@ from genlab.diffusion.schedules import (
     linear_betas,
     make_betas,
 )
+from genlab.diffusion.solvers import (
+    SOLVER_DEFAULT_SPACING,
+    SOLVERS,
+    dpmpp_2m_sample,
+    euler_sample,
+    heun_sample,
+    solver_nfe,
+    unipc_sample,
+)
+from genlab.diffusion.time_grids import CLEAN, TIME_GRIDS, GridName, GridPoint, VPSchedule, grid_points, time_grid
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -70,4 +80,19 @@ __all__ = [
     "linear_betas",
     "make_betas",
     "slerp",
+    # ODE solvers (solvers.py, solver_steps.py) and their time grids (time_grids.py)
+    "CLEAN",
+    "GridName",
+    "GridPoint",
+    "SOLVERS",
+    "SOLVER_DEFAULT_SPACING",
+    "TIME_GRIDS",
+    "VPSchedule",
+    "dpmpp_2m_sample",
+    "euler_sample",
+    "grid_points",
+    "heun_sample",
+    "solver_nfe",
+    "time_grid",
+    "unipc_sample",
 ]

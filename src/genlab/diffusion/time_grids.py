@@ -1,0 +1,155 @@
+"""Time grids for the ODE solvers, and the VP noise schedule seen at fractional t.
+
+A discrete VP model is trained at t = 0..T-1 with x_t = alpha_t x0 + sigma_t eps, alpha_t = sqrt(abar_t) and
+sigma_t = sqrt(1 - abar_t). The solvers also need these at fractional t (a log-SNR or Karras grid rarely lands on an
+integer), so `VPSchedule` interpolates one table, lambda_t = log(alpha_t / sigma_t) (half the log-SNR), piecewise
+linearly in t, in the manner of dpm-solver's NoiseScheduleVP. Everything else follows from lambda:
+abar = sigmoid(2 lambda), and the VE noise level of Karras et al. 2022 is sigma_ve = sigma_t / alpha_t = exp(-lambda).
+Interpolating log sigma_ve is therefore the same interpolation, which is how k-diffusion and diffusers map a Karras
+sigma back to a model time; at integer t every value is the table's own.
+
+A grid is S model times t_0 = T-1 > ... > t_{S-1} (= 0 for every grid with S >= 2). Each solver then takes one last
+step from t_{S-1} to the clean endpoint `CLEAN` (sigma = 0), as DDIM's (0, -1) pair does, so S grid points are S steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from genlab.diffusion.gaussian import GaussianDiffusion
+from genlab.diffusion.schedules import ddim_timesteps
+
+GridName = Literal["uniform", "logsnr", "karras"]
+TIME_GRIDS: tuple[str, ...] = ("uniform", "logsnr", "karras")
+KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5 and Table 1
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One grid time with its VP coefficients (float64 scalars); sigma = 0 marks the clean endpoint."""
+
+    t: float  # model time; -1 for the clean endpoint, which the network never sees
+    alpha: float  # sqrt(abar_t)
+    sigma: float  # sqrt(1 - abar_t)
+
+    @property
+    def lam(self) -> float:
+        """lambda_t = log(alpha_t / sigma_t) (DPM-Solver's notation); +inf at the clean endpoint."""
+        return math.inf if self.sigma == 0.0 else math.log(self.alpha) - math.log(self.sigma)
+
+    @property
+    def sigma_ve(self) -> float:
+        """Karras' sigma = sigma_t / alpha_t = sqrt((1 - abar) / abar), the noise level of x / alpha_t."""
+        return self.sigma / self.alpha
+
+    @property
+    def alpha_bar(self) -> float:
+        """abar_t = alpha_t^2."""
+        return self.alpha * self.alpha
+
+
+CLEAN = GridPoint(t=-1.0, alpha=1.0, sigma=0.0)  # abar = 1: where every solver's last step lands
+
+
+def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """Piecewise-linear interpolation with xp increasing; clamped to the ends; exact at the nodes."""
+    hi = torch.searchsorted(xp, x.clamp(xp[0], xp[-1])).clamp(1, xp.numel() - 1)
+    lo = hi - 1
+    w = ((x - xp[lo]) / (xp[hi] - xp[lo])).clamp(0.0, 1.0)
+    return (1.0 - w) * fp[lo] + w * fp[hi]  # this form (not fp[lo] + w * diff) returns fp exactly at w = 0 or 1
+
+
+class VPSchedule:
+    """alpha_t, sigma_t, lambda_t of a discrete VP model at (fractional) t in [0, T-1], from its abar table."""
+
+    def __init__(self, alphas_cumprod: Tensor) -> None:
+        abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
+        if abar.ndim != 1 or abar.numel() < 2 or not bool(((abar > 0) & (abar < 1)).all()):
+            raise ValueError("alphas_cumprod must be 1-D, with at least 2 values, each in (0, 1)")
+        if not bool((abar[1:] < abar[:-1]).all()):
+            raise ValueError("alphas_cumprod must be strictly decreasing")
+        self.num_timesteps = int(abar.numel())
+        self.lambdas = 0.5 * (torch.log(abar) - torch.log1p(-abar))  # [T], strictly decreasing in t
+        self._steps = torch.arange(self.num_timesteps, dtype=torch.float64)
+
+    @classmethod
+    def from_diffusion(cls, diffusion: GaussianDiffusion) -> VPSchedule:
+        """The schedule of `diffusion`, with abar recomputed in float64 from its betas (as respace.py does)."""
+        return cls(torch.cumprod(1.0 - diffusion.betas.double().cpu(), dim=0))
+
+    def lambda_(self, t: Tensor | float) -> Tensor:
+        """lambda_t, linear in t between integer timesteps."""
+        return _interp(torch.as_tensor(t, dtype=torch.float64), self._steps, self.lambdas)
+
+    def t_of_lambda(self, lam: Tensor | float) -> Tensor:
+        """The inverse of `lambda_` (clamped to [0, T-1])."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return _interp(lam, self.lambdas.flip(0), self._steps.flip(0))
+
+    def alpha_bar(self, t: Tensor | float) -> Tensor:
+        """abar_t = alpha_t^2 = sigmoid(2 lambda_t)."""
+        return torch.sigmoid(2.0 * self.lambda_(t))
+
+    def alpha(self, t: Tensor | float) -> Tensor:
+        """alpha_t = sqrt(abar_t)."""
+        return self.alpha_bar(t).sqrt()
+
+    def sigma(self, t: Tensor | float) -> Tensor:
+        """sigma_t = sqrt(1 - abar_t) = sqrt(sigmoid(-2 lambda_t)), without the cancellation of 1 - abar."""
+        return torch.sigmoid(-2.0 * self.lambda_(t)).sqrt()
+
+    def sigma_ve(self, t: Tensor | float) -> Tensor:
+        """Karras' sigma = sigma_t / alpha_t = exp(-lambda_t)."""
+        return torch.exp(-self.lambda_(t))
+
+    def point(self, t: float) -> GridPoint:
+        """The grid point at time t."""
+        return GridPoint(t=float(t), alpha=float(self.alpha(t)), sigma=float(self.sigma(t)))
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = KARRAS_RHO) -> Tensor:
+    """sigma_i = (sigma_max^(1/rho) + i / (N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i < N (eq. 5).
+
+    Float64, [steps], without eq. 5's final sigma_N = 0 (the solvers add it as `CLEAN`). steps = 1 gives [sigma_max].
+    """
+    ramp = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def time_grid(schedule: VPSchedule, steps: int, spacing: str) -> Tensor:
+    """`steps` decreasing model times (float64) from T-1 to 0 on the named grid.
+
+    "uniform": `ddim_timesteps(T, steps, "uniform")`, integers (steps = 1 gives [0], as DDIM does).
+    "logsnr": uniform in lambda (so in log-SNR = 2 lambda) between t = T-1 and t = 0, mapped back to fractional t.
+    "karras": eq. 5 with rho = 7 between sigma_min = sigma_ve(0) and sigma_max = sigma_ve(T-1), mapped back to t by
+      interpolating log sigma_ve over the table. For these two, steps = 1 gives [T-1] (torch.linspace's one point).
+    """
+    T = schedule.num_timesteps
+    if spacing not in TIME_GRIDS:
+        raise ValueError(f"unknown spacing {spacing!r}: expected one of {', '.join(TIME_GRIDS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an int in [1, num_timesteps={T}], got {steps!r}")
+    if spacing == "uniform":
+        return torch.tensor(ddim_timesteps(T, steps, "uniform"), dtype=torch.float64)
+    if spacing == "logsnr":
+        lam = torch.linspace(float(schedule.lambdas[-1]), float(schedule.lambdas[0]), steps, dtype=torch.float64)
+    else:
+        sigmas = karras_sigmas(float(schedule.sigma_ve(0)), float(schedule.sigma_ve(T - 1)), steps)
+        lam = -torch.log(sigmas)
+    t = schedule.t_of_lambda(lam)
+    # The ends are T-1 and 0 by construction; pin them so no rounding moves the first or last model call.
+    t[0] = T - 1
+    if steps > 1:
+        t[-1] = 0.0
+    return t
+
+
+def grid_points(schedule: VPSchedule, steps: int, spacing: str) -> list[GridPoint]:
+    """The named grid as points, followed by the clean endpoint: steps + 1 points, steps intervals."""
+    return [schedule.point(float(t)) for t in time_grid(schedule, steps, spacing)] + [CLEAN]
