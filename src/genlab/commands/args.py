@@ -47,10 +47,12 @@ class SampleArgs:
     """Arguments of `genlab sample`."""
 
     ckpt: str = MISSING
-    sampler: SamplerName = SamplerName.ddim
-    steps: Optional[int] = None  # network evaluations; None: 50 for ddim, all T for ddpm
+    sampler: SamplerName = SamplerName.ddim  # ddim | ddpm | dpmpp_2m | unipc | heun | euler
+    # steps: a number (None: the sampler's default: ddim 50, ddpm all T, dpmpp_2m 20, unipc 10, heun 18, euler 50),
+    # or a list such as 10,20,50,1000: one grid row per step count from the same x_T (deterministic samplers)
+    steps: Any = None
     eta: Optional[float] = None  # ddim: sigma_t(eta); None: 0
-    spacing: Spacing = Spacing.uniform
+    spacing: Optional[Spacing] = None  # the time grid; None: the sampler's own
     variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
     n: int = 64
     seed: int = 0
@@ -151,9 +153,9 @@ def parse_command_args(schema_type: type[ArgsT], args: list[str], command: str, 
     except ConfigKeyError as exc:
         raise GenlabError(f"unknown argument {exc.full_key!r}. Valid arguments: {', '.join(schema.keys())}.") from None
     except ValidationError as exc:
-        raise GenlabError(f"bad value for {exc.full_key!r}: {exc.msg}.") from None
+        raise GenlabError(f"bad value for {exc.full_key!r}: {str(exc.msg).splitlines()[0]}.") from None
     except OmegaConfBaseException as exc:
-        raise GenlabError(f"cannot read the arguments: {exc.msg}.") from None
+        raise GenlabError(f"cannot read the arguments: {str(exc.msg).splitlines()[0]}.") from None
     for key, meaning in required.items():
         if OmegaConf.is_missing(merged, key):
             raise GenlabError(f"{command} needs {key}=..., {meaning}.")
@@ -171,6 +173,22 @@ def check_writable(out: str) -> None:
         raise GenlabError(f"cannot write to {target} ({exc.strerror}); choose another out=PATH.") from None
     if not is_folder_target(out) and Path(out).suffix.lower() != ".png":
         raise GenlabError(f"out={out}: give a .png file for a grid, or a folder ending in / for one PNG per sample.")
+
+
+def parse_steps(steps: Any) -> list[int] | None:
+    """`steps=50`, `steps=10,20,50` (a string) or `steps=[10,20]` (a list) to checked positive ints; None: not given."""
+    if steps is None or steps == "":
+        return None
+    if isinstance(steps, bool):
+        raise GenlabError(f"steps={steps}: give a number of steps, e.g. steps=50.")
+    items = list(steps) if isinstance(steps, (list, tuple)) else str(steps).strip("[]").split(",")
+    try:
+        parsed = [int(str(s).strip()) for s in items if str(s).strip() != ""]
+    except ValueError:
+        raise GenlabError(f"steps={steps}: give a number of steps, or several, e.g. steps=10,20,50.") from None
+    if not parsed or any(s < 1 for s in parsed):
+        raise GenlabError(f"steps={steps}: each number of steps must be a positive integer.")
+    return parsed
 
 
 def parse_classes(classes: Any, num_classes: int | None) -> list[int] | None:

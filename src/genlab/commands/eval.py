@@ -74,6 +74,8 @@ def markdown_row(result: dict[str, Any]) -> str:
         sampler = f"ddim {s['steps']} eta={s['eta']:g}"
     elif s["name"] == "ddpm":
         sampler = f"ddpm {s['steps']} {s['variance']}"
+    elif s.get("nfe") is not None:  # an ODE solver: its steps, grid and network evaluations
+        sampler = f"{s['name']} {s['steps']} {s['spacing']} ({s['nfe']} NFE)"
     else:
         sampler = s["name"]
     if s.get("guidance"):

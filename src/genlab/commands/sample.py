@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from genlab.build import pick_device
-from genlab.commands.args import SampleArgs, check_writable, parse_classes, parse_command_args
+from genlab.commands.args import SampleArgs, check_writable, parse_classes, parse_command_args, parse_steps
 from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings, guidance_weight
 from genlab.errors import GenlabError
 from genlab.images import write_images
@@ -26,19 +26,21 @@ def parse_sample_args(args: list[str]) -> SampleArgs:
     return parsed
 
 
-def sampler_settings(a: SampleArgs, module: DiffusionModule) -> SamplerSettings:
-    """The sampler of these arguments: `genlab sample`'s own defaults (DDIM, 50 steps, eta 0, no guidance), with the
-    checkpoint's variance and clipping."""
+def sampler_settings(a: SampleArgs, module: DiffusionModule, steps: int | None) -> SamplerSettings:
+    """The sampler of these arguments: `genlab sample`'s own defaults (DDIM, 50 steps, eta 0, no guidance; a named
+    sampler its default steps and grid), with the checkpoint's variance and clipping."""
     try:
         w = guidance_weight(a.guidance, a.guidance_scale)
     except ValueError as exc:
         raise GenlabError(f"{exc}.") from None
     name = SamplerName(a.sampler)
-    settings = module.sampler_settings.override(
-        name=name, steps=a.steps if a.steps is not None else DEFAULT_STEPS[name],
-        eta=a.eta if a.eta is not None else (0.0 if name == SamplerName.ddim else None),
-        spacing=a.spacing, variance=a.variance, guidance=w, classifier_scale=a.classifier_scale,
-    )
+    base = module.sampler_settings
+    if base.name != name:  # a named sampler starts from its own defaults, not the checkpoint's other sampler
+        base = base.override(name=name)
+    elif name == SamplerName.ddim:  # sample's DDIM defaults, whatever the checkpoint's DDIM block says
+        base = base.override(steps=DEFAULT_STEPS[name], spacing="uniform", eta=0.0)
+    settings = base.override(steps=steps, eta=a.eta, spacing=a.spacing, variance=a.variance, guidance=w,
+                             classifier_scale=a.classifier_scale)
     settings.check_applies({"eta": a.eta, "variance": a.variance})
     return settings.check(module.diffusion.num_timesteps)
 
@@ -58,7 +60,11 @@ def sample_command(args: list[str]) -> None:
         images, scorer = sample_diffusion(a, module, labels, device)
     else:
         images, scorer = sample_gan(a, module, labels, device)
-    written = write_images(images, a.out, a.nrow or (a.per_class if labels is not None else None))
+    several_steps = len(parse_steps(a.steps) or []) > 1 and is_diffusion(module)
+    if several_steps and labels is not None:
+        raise GenlabError("steps=... with several counts makes one row per count; leave classes= out.")
+    nrow = a.n if several_steps else (a.per_class if labels is not None else None)
+    written = write_images(images, a.out, a.nrow or nrow)
     print(f"genlab: wrote {written}")
     if labels is not None and scorer is not None:
         accuracy = class_accuracy(scorer, images, labels)
@@ -67,8 +73,16 @@ def sample_command(args: list[str]) -> None:
 
 def sample_diffusion(a: SampleArgs, module: DiffusionModule, labels: torch.Tensor | None,
                      device: torch.device) -> tuple[torch.Tensor, Any]:
-    """DDPM or DDIM sampling, with classifier-free or classifier guidance; the images and the accuracy scorer."""
-    settings = sampler_settings(a, module)
+    """Any diffusion sampler, with classifier-free or classifier guidance; the images and the accuracy scorer.
+    With several step counts (steps=10,20,50), one row per count from the same x_T: DDIM's consistency figure."""
+    step_counts = parse_steps(a.steps) or [None]
+    all_settings = [sampler_settings(a, module, steps) for steps in step_counts]
+    if len(all_settings) > 1:
+        random = [s for s in all_settings if not s.deterministic]
+        if random:
+            raise GenlabError(f"steps={a.steps}: rows of several step counts compare one x_T decoded at each count, "
+                              f"so the sampler must be deterministic; sampler={random[0].name} is not (use ddim "
+                              "with eta=0, dpmpp_2m, unipc, heun or euler).")
     classifier = None
     if a.classifier is not None:
         classifier = load_classifier(a.classifier).to(device)
@@ -79,9 +93,13 @@ def sample_diffusion(a: SampleArgs, module: DiffusionModule, labels: torch.Tenso
             )
     scorer = load_classifier(a.eval_classifier).to(device) if a.eval_classifier else classifier
     n = len(labels) if labels is not None else a.n
-    images = module.sample(n, settings, labels=labels, classifier=classifier, seed=a.seed, batch_size=a.batch_size,
-                           progress=True)
-    return images, scorer
+    T = module.diffusion.num_timesteps
+    rows = []
+    for settings in all_settings:
+        print(f"genlab: sampling {n} with {settings.label(T)}")
+        rows.append(module.sample(n, settings, labels=labels, classifier=classifier, seed=a.seed,
+                                  batch_size=a.batch_size, progress=True))
+    return torch.cat(rows), scorer
 
 
 def sample_gan(a: SampleArgs, module: GANModule, labels: torch.Tensor | None,

@@ -170,7 +170,8 @@ class SamplerConfig:
     name: SamplerName = SamplerName.ddim
     steps: Optional[int] = 50  # network evaluations, for every sampler (DDPM: respaced steps); null: all T
     eta: float = 0.0  # DDIM only
-    spacing: Spacing = Spacing.uniform  # which timesteps a sampler with fewer than T steps visits
+    spacing: Optional[Spacing] = None  # the time grid; null: the sampler's own (uniform for ddim/ddpm, logsnr for
+    # dpmpp_2m/unipc, karras for heun/euler)
     variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
     clip_denoised: bool = True
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
@@ -250,6 +251,8 @@ class EvalConfig:
     cache_dir: Optional[str] = None  # reference statistics; None: $TORCH_HOME/fidelity_cache
     split: Split = Split.test  # the real images the samples are compared with
     seed: int = 0  # fixed x_T, so FID moves only when the weights do
+    sampler: Optional[SamplerName] = None  # the FID samples' sampler (e.g. dpmpp_2m); null: the `sampler` block's
+    steps: Optional[int] = None  # its steps; null: that sampler's default (or the block's, for the same sampler)
 
 
 @dataclass

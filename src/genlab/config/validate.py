@@ -71,6 +71,7 @@ def validate_eval(cfg: DictConfig) -> None:
     _check(ev.num_samples >= 2, "eval.num_samples", ev.num_samples, ">= 2 (FID needs a covariance)")
     _check(ev.batch_size > 0, "eval.batch_size", ev.batch_size, "a positive integer")
     _check(ev.every_n_steps >= 0, "eval.every_n_steps", ev.every_n_steps, ">= 0 (0: only at the end of training)")
+    eval_sampler_settings(cfg).check(cfg.diffusion.timesteps, prefix="eval.")
     if not ev.enabled:
         return
     val_every = cfg.trainer.val_every_n_steps
@@ -89,6 +90,11 @@ def validate_eval(cfg: DictConfig) -> None:
             "eval.features=domain needs the classifier whose features FID uses: set eval.domain_classifier=PATH to "
             "a checkpoint of experiment=classifier_* trained on the same dataset, or use eval.features=inception."
         )
+
+
+def eval_sampler_settings(cfg: DictConfig) -> SamplerSettings:
+    """The sampler of the FID samples during training: the `sampler` block with eval.sampler / eval.steps."""
+    return SamplerSettings.from_config(cfg.sampler).override(name=cfg.eval.sampler, steps=cfg.eval.steps)
 
 
 def validate_perf(cfg: DictConfig) -> None:

@@ -16,6 +16,7 @@ from genlab.diffusion.gaussian import GaussianDiffusion
 from genlab.diffusion.guidance import classifier_free_guidance
 from genlab.diffusion.samplers import ddim_sample, ddpm_sample
 from genlab.diffusion.settings import SamplerName, SamplerSettings
+from genlab.diffusion.solvers import SOLVERS
 
 
 @dataclass
@@ -73,13 +74,14 @@ def generate(
         x_T = torch.randn(shape, generator=generator, device=device)
         fn, model_kwargs, cond_fn = guided_functions(model_fn, settings, steering, start, b)
         common = dict(x_T=x_T, generator=generator, clip_denoised=settings.clip, model_kwargs=model_kwargs,
-                      cond_fn=cond_fn, progress=progress, spacing=str(settings.spacing))
+                      cond_fn=cond_fn, progress=progress, spacing=str(settings.grid))
+        steps = settings.steps if settings.steps is not None else T
         if settings.name == SamplerName.ddpm:
             variance = str(settings.variance) if settings.variance is not None else None
             x0 = ddpm_sample(diffusion, fn, shape, steps=settings.steps, variance=variance, **common)
         elif settings.name == SamplerName.ddim:
-            x0 = ddim_sample(diffusion, fn, shape, steps=settings.nfe(T), eta=settings.eta, **common)
-        else:
-            raise ValueError(f"unknown sampler {settings.name!r}: expected one of {', '.join(SamplerName)}")
+            x0 = ddim_sample(diffusion, fn, shape, steps=steps, eta=settings.eta, **common)
+        else:  # the ODE solvers share ddim_sample's interface
+            x0 = SOLVERS[str(settings.name)](diffusion, fn, shape, steps=steps, **common)
         out.append(x0.clamp(-1, 1).cpu())
     return torch.cat(out)

@@ -22,13 +22,15 @@ class Schedule(StrEnum):
 class Spacing(StrEnum):
     """Which of the T timesteps a few-step sampler visits."""
 
-    uniform = "uniform"
-    quadratic = "quadratic"
+    uniform = "uniform"  # evenly spread integer timesteps (every sampler)
+    quadratic = "quadratic"  # DDIM's t ~ k^2 spacing (ddim, ddpm)
+    logsnr = "logsnr"  # uniform in log-SNR (the ODE solvers; DPM-Solver's recommendation)
+    karras = "karras"  # Karras et al. 2022 eq. 5, rho = 7 (the ODE solvers; EDM's grid)
 
 
 ScheduleName = Schedule  # the older name
 SCHEDULES: tuple[str, ...] = tuple(m.value for m in Schedule)
-SPACINGS: tuple[str, ...] = tuple(m.value for m in Spacing)
+SPACINGS: tuple[str, ...] = ("uniform", "quadratic")  # the DDIM / DDPM timestep subsets of ddim_timesteps
 
 
 def _check_num_timesteps(num_timesteps: int) -> None:

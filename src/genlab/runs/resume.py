@@ -16,8 +16,9 @@ from genlab.runs.folder import RunDir
 # goes on, not what it computes.
 # Speed levers (perf.*, DataLoader flags) change how fast, not what, a run computes: they may change on resume,
 # and runs saved before these keys existed resume too.
+# The sampler blocks only choose how grids and FID samples are drawn, never what training computes.
 MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.enable_progress_bar", "logger.",
-              "perf.", "data.pin_memory", "data.persistent_workers")
+              "perf.", "data.pin_memory", "data.persistent_workers", "sampler.", "eval.sampler", "eval.steps")
 
 
 def find_resume_checkpoint(cfg: DictConfig) -> Path | None:

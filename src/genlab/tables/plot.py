@@ -47,7 +47,10 @@ def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> No
         for ax, metric in zip(axes[0], ys):
             for row in spec.rows:
                 cells = [by_cell.get((row.label, h)) for h in heads]
-                ax.errorbar(spec.columns.values, [_mean(c, metric) for c in cells],
+                # An NFE column is drawn at each cell's actual NFE (heun reaches odd counts only).
+                xs = [c["nfe"] if spec.columns.key == "nfe" and c and c.get("nfe") else v
+                      for c, v in zip(cells, spec.columns.values)]
+                ax.errorbar(xs, [_mean(c, metric) for c in cells],
                             yerr=[_std(c, metric) for c in cells], marker="o", capsize=3, label=row.label)
             ax.set_xlabel(spec.columns.key)
             ax.set_ylabel(METRICS[metric][0])

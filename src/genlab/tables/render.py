@@ -26,6 +26,7 @@ def aggregate(spec: TableSpec, records: list[dict[str, Any]]) -> list[dict[str, 
     for (row, column), members in groups.items():
         entry: dict[str, Any] = {"row": row, "column": column, "settings": members[0]["settings"],
                                  "seeds": [m["seed"] for m in members], "n": members[0]["n"],
+                                 "nfe": members[0].get("nfe"),
                                  "keys": [m["key"] for m in members], "metrics": {}}
         for metric in METRICS:
             values = [m["metrics"][metric] for m in members if metric in m["metrics"]]
@@ -86,14 +87,14 @@ def paper_table(spec: TableSpec) -> str:
 def csv_rows(spec: TableSpec, entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows: one line per (row, column), full precision, empty where a metric does not apply."""
     setting_keys = sorted({k for e in entries for k in e["settings"]})
-    header = ["table", "row", "column", *setting_keys, "seeds", "n"]
+    header = ["table", "row", "column", *setting_keys, "nfe", "seeds", "n"]
     for metric in METRICS:
         header += [f"{metric}_mean", f"{metric}_std"]
     header.append("cells")
     rows = []
     for e in entries:
         line = [spec.name, e["row"], e["column"] or "", *[e["settings"].get(k, "") for k in setting_keys],
-                " ".join(map(str, e["seeds"])), e["n"]]
+                "" if e.get("nfe") is None else e["nfe"], " ".join(map(str, e["seeds"])), e["n"]]
         for metric in METRICS:
             mean, std = e["metrics"].get(metric, ("", ""))
             line += [mean, "" if std is None else std]

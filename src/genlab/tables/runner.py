@@ -14,6 +14,7 @@ from typing import Any, Callable
 from torch import Tensor
 
 from genlab.build import pick_device
+from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
 from genlab.images import save_png_folder
 from genlab.metrics.class_accuracy import class_accuracy
@@ -111,14 +112,15 @@ def _labels(module: Any, n: int, wants_labels: bool) -> Tensor | None:
     return balanced_labels(n, num_classes)
 
 
-def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None]:
-    """The cell's n samples in [-1, 1] and the class each was steered towards (None when unsteered)."""
+def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None, SamplerSettings | None]:
+    """The cell's n samples in [-1, 1], the class each was steered towards (None when unsteered), and the sampler
+    (None for a GAN)."""
     s, module = cell.settings, ctx.module(cell.settings.get("ckpt"))
     if not is_diffusion(module):  # a GAN: G(z)
         steering = [k for k in SAMPLER_SETTINGS if k in s and k != "spacing"]
         if steering:
             raise GenlabError(f"row {cell.row}: {', '.join(steering)} apply to diffusion models; a GAN samples G(z).")
-        return module.eval_samples(ctx.n, seed=cell.seed, batch_size=ctx.batch_size), None
+        return module.eval_samples(ctx.n, seed=cell.seed, batch_size=ctx.batch_size), None, None
     # Settings a row leaves out come from the checkpoint's sampler block; guidance only from the row.
     base = module.sampler_settings.override(guidance=0.0)
     settings = cell_settings(s, base).check(module.diffusion.num_timesteps, prefix=f"row {cell.row}: ")
@@ -132,13 +134,13 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None]
                                batch_size=ctx.batch_size)
     except GenlabError as exc:
         raise GenlabError(f"row {cell.row}: {exc}") from None
-    return images, labels
+    return images, labels, settings
 
 
 def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
     """Sample the cell and score it: FID, KID, IS, precision/recall (torch-fidelity), class accuracy."""
     started = time.time()
-    images, labels = generate_cell(ctx, cell)
+    images, labels, settings = generate_cell(ctx, cell)
     sampled = time.time()
     with tempfile.TemporaryDirectory(prefix="genlab-table-") as folder:
         save_png_folder(images, Path(folder))
@@ -156,8 +158,17 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
         "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
         "weights": ctx.weights[cell.settings.get("ckpt", DEFAULT_CKPT)],
         "n": ctx.n, "features": f,
+        **sampler_record(ctx.module(cell.settings.get("ckpt")), settings),
         "seconds": {"sampling": round(sampled - started, 2), "total": round(time.time() - started, 2)},
     }
+
+
+def sampler_record(module: Any, settings: SamplerSettings | None) -> dict[str, Any]:
+    """The cell's sampler as used (steps resolved) and its network evaluations per sample (a GAN: one G pass)."""
+    if settings is None:
+        return {"sampler": {"name": "G(z)"}, "nfe": 1}
+    T = module.diffusion.num_timesteps
+    return {"sampler": settings.describe(T, module.diffusion.variance), "nfe": settings.nfe(T)}
 
 
 Evaluator = Callable[[SweepContext, Cell], dict[str, Any]]

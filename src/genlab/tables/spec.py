@@ -35,7 +35,8 @@ from genlab.errors import GenlabError
 SETTINGS: dict[str, tuple[type, ...]] = {
     "ckpt": (str,),  # a name given as ckpts.NAME=PATH; absent: the ckpt=PATH argument
     "sampler": (str,),  # ddim | ddpm (diffusion); a GAN ignores it
-    "steps": (int,),  # DDIM steps, or DDPM's respaced steps
+    "steps": (int,),  # sampler steps: network evaluations (heun: 2 steps - 1); DDPM's respaced steps
+    "nfe": (int,),  # network evaluations instead of steps: the most steps within that many (heun: odd NFE only)
     "eta": (int, float),
     "spacing": (str,),
     "variance": (str,),  # DDPM: beta | beta_tilde
@@ -43,7 +44,7 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
 }
 SAMPLERS: tuple[str, ...] = tuple(m.value for m in SamplerName)
-SAMPLER_SETTINGS = ("sampler", "steps", "eta", "spacing", "variance", "guidance", "classifier_scale")
+SAMPLER_SETTINGS = ("sampler", "steps", "eta", "spacing", "variance", "guidance", "classifier_scale", "nfe")
 
 # Metric names in specs, how a table heads them, and the decimals shown (the CSV keeps full precision).
 METRICS: dict[str, tuple[str, int]] = {
@@ -127,7 +128,11 @@ def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None)
     """The SamplerSettings of a cell: `base` (default: DDIM's) with the cell's sampler settings."""
     given = {k: settings.get(k) for k in SAMPLER_SETTINGS}
     given["name"] = given.pop("sampler") or "ddim"  # a row without a sampler is DDIM, whatever the checkpoint's
-    return (base or SamplerSettings()).override(**given)
+    nfe = given.pop("nfe")
+    if nfe is not None and given["steps"] is not None:
+        raise GenlabError(f"a cell sets both steps={given['steps']} and nfe={nfe}: give one of them.")
+    out = (base or SamplerSettings()).override(**given)
+    return out.with_nfe(nfe) if nfe is not None else out
 
 
 def _as_dict(value: Any, where: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import to_extractor_uint8
 from genlab.metrics.reference import cache_dir_of, reference_features, reference_key
+from genlab.models import is_diffusion
 from genlab.models.lightning_compat import swap_average_weights
 from genlab.models.sample_shares import share_bounds
 
@@ -62,6 +63,15 @@ class FIDCallback(L.Callback):
                                        self.ev.batch_size)
             self.reference = feats[self.spec.fid_layer]  # [N, F]
             print(f"genlab: FID reference {key} ({len(self.reference)} images) in {self.cache_dir}")
+            settings = self.sampler_kwargs(pl_module).get("settings")
+            if settings is not None:
+                print(f"genlab: FID samples: {self.ev.num_samples} with {settings.label(pl_module.diffusion.num_timesteps)}")
+
+    def sampler_kwargs(self, pl_module: L.LightningModule) -> dict:
+        """A diffusion model samples with eval.sampler / eval.steps over its `sampler` block; a GAN has no sampler."""
+        if not is_diffusion(pl_module):
+            return {}
+        return {"settings": pl_module.sampler_settings.override(name=self.ev.sampler, steps=self.ev.steps)}
 
     @torch.inference_mode(False)
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float]:
@@ -74,7 +84,8 @@ class FIDCallback(L.Callback):
         lo, hi = share_bounds(self.ev.num_samples, rank, world)
         share = hi - lo
         with torch.no_grad():
-            images = pl_module.eval_samples(share, seed=self.ev.seed + rank, batch_size=self.ev.batch_size)
+            images = pl_module.eval_samples(share, seed=self.ev.seed + rank, batch_size=self.ev.batch_size,
+                                            **self.sampler_kwargs(pl_module))
             for batch in images.split(self.ev.batch_size):
                 self.metric.update(to_extractor_uint8(batch).to(pl_module.device), real=False)
             fid = float(self.metric.compute())  # sums the statistics across ranks

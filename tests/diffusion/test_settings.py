@@ -1,0 +1,67 @@
+"""SamplerSettings: one description of a sampler, checked against T; every caller goes through it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings
+from genlab.errors import GenlabError
+
+
+def test_defaults_are_ddim_50_deterministic_with_clipping() -> None:
+    s = SamplerSettings()
+    assert (s.name, s.steps, s.eta, s.spacing, s.clip, s.guidance, s.classifier_scale) == (
+        "ddim", 50, 0.0, "uniform", True, 0.0, 0.0)
+
+
+def test_override_ignores_none_and_a_new_sampler_takes_its_own_default_steps() -> None:
+    s = SamplerSettings(steps=20)
+    assert s.override(eta=None, steps=None) == s
+    assert s.override(name="ddpm").steps == DEFAULT_STEPS[SamplerName.ddpm] is None  # all T
+    assert s.override(name="ddpm", steps=7).steps == 7
+    assert s.override(name="ddim").steps == 20  # same sampler: keeps its steps
+    assert s.override(spacing="quadratic").spacing == "quadratic"
+
+
+def test_override_rejects_unknown_keys_and_choices() -> None:
+    with pytest.raises(GenlabError, match="unknown sampler setting 'stepz'"):
+        SamplerSettings().override(stepz=3)
+    with pytest.raises(GenlabError, match="name=euler_a is not a valid choice: use one of"):
+        SamplerSettings().override(name="euler_a")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 0}, r"steps=0 must lie in \[1, T = 10\]"),
+    ({"steps": 11}, r"steps=11 must lie in \[1, T = 10\]"),
+    ({"name": "ddpm", "steps": 1}, r"steps=1 must lie in \[2, T = 10\] for sampler=ddpm"),
+    ({"steps": 5, "eta": -0.5}, r"eta=-0.5 is out of range"),
+    ({"steps": 5, "eta": math.nan}, r"eta=nan is out of range"),
+    ({"steps": 5, "guidance": math.inf}, r"guidance=inf must be a finite number"),
+    ({"steps": 5, "classifier_scale": -math.inf}, r"classifier_scale=-inf must be a finite number"),
+])
+def test_check_names_the_setting(kwargs: dict, match: str) -> None:
+    with pytest.raises(GenlabError, match=match):
+        SamplerSettings(**kwargs).check(10)
+
+
+def test_check_accepts_the_edges_and_all_steps() -> None:
+    SamplerSettings(steps=1).check(10)
+    SamplerSettings(steps=10).check(10)
+    SamplerSettings(name=SamplerName.ddpm, steps=None).check(10)
+
+
+def test_nfe_and_description() -> None:
+    assert SamplerSettings(steps=None).nfe(1000) == 1000 and SamplerSettings(steps=20).nfe(1000) == 20
+    d = SamplerSettings(name=SamplerName.ddpm, steps=None).describe(1000, "beta")
+    assert d == {"name": "ddpm", "steps": 1000, "eta": None, "spacing": "uniform", "guidance": 0.0,
+                 "variance": "beta"}
+
+
+def test_settings_that_another_sampler_reads_are_refused() -> None:
+    with pytest.raises(GenlabError, match="eta= applies to sampler=ddim, not to sampler=ddpm"):
+        SamplerSettings(name=SamplerName.ddpm).check_applies({"eta": 0.5})
+    with pytest.raises(GenlabError, match="variance= applies to sampler=ddpm"):
+        SamplerSettings().check_applies({"variance": "beta"})
+    SamplerSettings().check_applies({"eta": 0.5, "variance": None})
