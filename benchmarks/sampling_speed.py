@@ -57,8 +57,31 @@ def run(b: Bench) -> Section:
     section.targets.append(Target(f"DDIM-{ddim_steps[0]} / DDPM-{T} images/s", ddpm_s / ddim[ddim_steps[0]].median,
                                   0.95 * T / ddim_steps[0], "fixed per-call costs (noise, clipping) outweigh the "
                                   "network at few steps"))
+    solver_rows(section, b, module, n)
     cfg_rows(section, b, n)
     return section
+
+
+def solver_rows(section: Section, b: Bench, module: DiffusionModule, n: int) -> None:
+    """The ODE solvers against DDIM at equal network evaluations: their step math must cost only a few percent."""
+    nfe = 4 if b.quick else 20
+    candidates = {name: SamplerSettings().override(name=name).with_nfe(nfe) for name in
+                  ("ddim", "dpmpp_2m", "unipc", "heun", "euler")}
+    T = module.diffusion.num_timesteps
+    timings = interleaved({k: (lambda s=s: module.sample(n, s, batch_size=n)) for k, s in candidates.items()},
+                          rounds=b.rounds + 1, warmup=1, device=b.device)
+    ddim = timings["ddim"].median / candidates["ddim"].nfe(T)
+    rows = []
+    for name, settings in candidates.items():
+        per_nfe = timings[name].median / settings.nfe(T)
+        rows.append([settings.label(T), f"{timings[name].rate(n):.2f}", f"{1e3 * per_nfe:.1f}", f"{per_nfe / ddim:.3f}"])
+    section.lines += ["", f"ODE solvers at about {nfe} network evaluations ({n} images per call; heun reaches odd NFE "
+                      "only): time per network evaluation against DDIM's.", ""]
+    section.table(["sampler", "images/s", "ms per NFE", "per-NFE time / DDIM's"], rows)
+    worst = max(timings[k].median / candidates[k].nfe(T) for k in candidates if k != "ddim") / ddim
+    section.targets.append(Target("slowest solver's time per NFE / DDIM's", worst, 1.05,
+                                  "the solver math (a few tensor ops per step) is measurable against a small U-Net",
+                                  lower_is_better=True))
 
 
 def cfg_rows(section: Section, b: Bench, n: int) -> None:

@@ -52,7 +52,7 @@ def test_unknown_top_level_key() -> None:
         ("trainer.max_steps", "many", "trainer.max_steps"),
         ("data.batch_size", "2.5", "data.batch_size"),
         ("data.name", "imagenet", "digits"),  # lists the valid choices
-        ("sampler.name", "euler", "ddim"),
+        ("sampler.name", "plms", "ddim"),
     ],
 )
 def test_wrong_type_or_choice(key: str, value: str, expected: str) -> None:

@@ -169,7 +169,7 @@ def test_wandb_gets_the_table_offline(models: dict[str, Path], tmp_path: Path) -
     ({"rows": [{"label": "x", "steps": "many"}]}, "steps='many' must be int"),
     ({"metrics": ["fid", "lpips"]}, "metrics ['lpips'] unknown"),
     ({"colour": "red"}, "unknown key(s) colour"),
-    ({"rows": [{"label": "x", "sampler": "euler"}]}, "sampler='euler' must be one of ddim, ddpm"),
+    ({"rows": [{"label": "x", "sampler": "plms"}]}, "sampler='plms' must be one of ddim, ddpm, dpmpp_2m, unipc, heun, euler"),
 ])
 def test_bad_specs_exit_2(tmp_path: Path, change: dict, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, {**GRID_SPEC, **change})

@@ -12,8 +12,9 @@ from genlab.errors import GenlabError
 
 def test_defaults_are_ddim_50_deterministic_with_clipping() -> None:
     s = SamplerSettings()
-    assert (s.name, s.steps, s.eta, s.spacing, s.clip, s.guidance, s.classifier_scale) == (
+    assert (s.name, s.steps, s.eta, s.grid, s.clip, s.guidance, s.classifier_scale) == (
         "ddim", 50, 0.0, "uniform", True, 0.0, 0.0)
+    assert s.spacing is None  # the sampler's own grid
 
 
 def test_override_ignores_none_and_a_new_sampler_takes_its_own_default_steps() -> None:
@@ -56,7 +57,7 @@ def test_nfe_and_description() -> None:
     assert SamplerSettings(steps=None).nfe(1000) == 1000 and SamplerSettings(steps=20).nfe(1000) == 20
     d = SamplerSettings(name=SamplerName.ddpm, steps=None).describe(1000, "beta")
     assert d == {"name": "ddpm", "steps": 1000, "eta": None, "spacing": "uniform", "guidance": 0.0,
-                 "variance": "beta"}
+                 "variance": "beta", "nfe": 1000}
 
 
 def test_settings_that_another_sampler_reads_are_refused() -> None:

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from genlab.config.schema import NonFinitePolicy
 from genlab.errors import GenlabError
 
 
@@ -28,9 +29,9 @@ class NonFiniteGuard(L.Callback):
     """
 
     def __init__(self, policy: str = "stop") -> None:
-        if policy not in ("skip", "stop"):
-            raise ValueError(f"policy must be 'skip' or 'stop', got {policy!r}")
-        self.policy = policy
+        if policy not in tuple(NonFinitePolicy):
+            raise ValueError(f"policy must be one of {[str(p) for p in NonFinitePolicy]}, got {policy!r}")
+        self.policy = str(policy)
         self.skipped = 0
         self._last_warning = -math.inf
 
