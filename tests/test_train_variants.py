@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from conftest import SHARED_DATA, TINY, subprocess_env
 from genlab.cli import main
+from genlab.runs.checkpoint import read_checkpoint
 
 # Fewer steps than TINY: these runs only check the wiring.
 SHORT = [*TINY, "trainer.max_steps=2", "trainer.val_every_n_steps=2", "trainer.limit_val_batches=1",
@@ -150,8 +151,14 @@ def test_a_crashed_ddp_rank_ends_the_run_with_an_error_not_a_hang(tmp_path: Path
     assert len(children) == 1  # Lightning's second process, rank 1
     os.kill(int(children[0]), signal.SIGKILL)
     out, err = proc.communicate(timeout=120)  # rank 0 must not wait forever
-    assert proc.returncode == 2, err[-2000:]
-    assert "another DDP process stopped answering" in err and "resume=auto" in err
+    # Who ends rank 0 is a race: genlab's error (its collective fails: exit 2) or Lightning's child-process watchdog,
+    # which SIGKILLs the whole group. Either way the run ends, names the dead rank and keeps its checkpoint.
+    if proc.returncode == 2:
+        assert "another DDP process stopped answering" in err and "resume=auto" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, err[-2000:])
+        assert f"PID {children[0]}" in out + err and "terminated" in out + err, err[-2000:]
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] >= 5  # intact and loadable
 
 
 def test_wandb_checkpoint_artifacts_are_opt_in(tmp_path: Path) -> None:

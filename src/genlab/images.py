@@ -42,6 +42,21 @@ def load_png(path: Path) -> Tensor:
     return array.unsqueeze(0) if array.ndim == 2 else array.permute(2, 0, 1)
 
 
+# PIL modes of high-bit-depth grayscale images: 16-bit PNGs open as "I;16" (or "I", 32-bit integer, holding 16-bit
+# values); their 0..65535 range is scaled to 0..255, not clipped (PIL's own convert("L") clips it, so every bright
+# pixel becomes white).
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """The image with 8 bits per channel: 16-bit grayscale scaled by 255 / 65535 (rounded); others unchanged."""
+    if img.mode not in HIGH_BIT_MODES:
+        return img
+    array = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if array.max(initial=0) <= 65535 else float(array.max())  # a 32-bit "I" beyond 16 bits: its range
+    return Image.fromarray(np.round(array.clip(0, None) * (255.0 / top)).astype(np.uint8), mode="L")
+
+
 def is_folder_target(out: str) -> bool:
     """`out` names a folder (one PNG per image) rather than a grid file."""
     return out.endswith(("/", os.sep)) or Path(out).is_dir()

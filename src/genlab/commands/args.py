@@ -12,9 +12,10 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from genlab.config import parse_overrides
+from genlab.config.load import parse_dotlist
 from genlab.config.schema import FeatureName, Split
 from genlab.diffusion import SamplerName, Spacing, Variance
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.images import is_folder_target
 
 
@@ -149,13 +150,13 @@ def parse_command_args(schema_type: type[ArgsT], args: list[str], command: str, 
     """
     schema = OmegaConf.structured(schema_type)
     try:
-        merged = OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{k}={v}" for k, v in parse_overrides(args).items()]))
+        merged = OmegaConf.merge(schema, parse_dotlist(parse_overrides(args)))
     except ConfigKeyError as exc:
         raise GenlabError(f"unknown argument {exc.full_key!r}. Valid arguments: {', '.join(schema.keys())}.") from None
     except ValidationError as exc:
-        raise GenlabError(f"bad value for {exc.full_key!r}: {str(exc.msg).splitlines()[0]}.") from None
+        raise GenlabError(f"bad value for {exc.full_key!r}: {first_line(exc)}.") from None
     except OmegaConfBaseException as exc:
-        raise GenlabError(f"cannot read the arguments: {str(exc.msg).splitlines()[0]}.") from None
+        raise GenlabError(f"cannot read the arguments: {first_line(exc)}.") from None
     for key, meaning in required.items():
         if OmegaConf.is_missing(merged, key):
             raise GenlabError(f"{command} needs {key}=..., {meaning}.")

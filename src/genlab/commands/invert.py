@@ -33,7 +33,7 @@ from genlab.commands.args import InterpolateArgs, InvertArgs, check_writable, pa
 from genlab.data.base import image_transform
 from genlab.diffusion import ddim_invert, ddim_sample, slerp
 from genlab.errors import GenlabError
-from genlab.images import image_grid, save_png
+from genlab.images import image_grid, save_png, to_8bit
 from genlab.models import DiffusionModule, GANModule, generator_kinds, is_diffusion, kind_info
 from genlab.runs.checkpoint import checkpoint_kind, load_diffusion, load_generator, read_checkpoint
 
@@ -89,7 +89,7 @@ def load_image_file(path: str, channels: int, resolution: int) -> Tensor:
     """A PNG/JPG as (C, H, W) in [-1, 1]: RGB, then the model's channels, center-cropped square and resized."""
     try:
         with Image.open(path) as im:
-            array = torch.from_numpy(np.array(im.convert("RGB")))  # H, W, 3 uint8
+            array = torch.from_numpy(np.array(to_8bit(im).convert("RGB")))  # H, W, 3 uint8
     except (UnidentifiedImageError, OSError) as exc:
         raise GenlabError(f"cannot read image {path} ({exc}); give a PNG or JPG file.") from None
     # center_crop, not the run's fit mode: a photo of any aspect ratio keeps its proportions.

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from genlab.config.schema import CONFIG_GROUPS, Config
 from genlab.config.validate import validate
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 
 
 def project_root() -> Path:
@@ -40,6 +41,23 @@ def parse_overrides(args: Iterable[str]) -> dict[str, str]:
             raise GenlabError(f"cannot read argument {arg!r}: arguments are key=value, for example trainer.max_steps=200.")
         overrides[key.strip()] = value
     return overrides
+
+
+def parse_dotlist(items: dict[str, str], what: str = "argument") -> DictConfig:
+    """`key=value` pairs as an OmegaConf tree, values read as YAML; a value that is not valid YAML (an unclosed
+    bracket or quote) fails naming its key."""
+    try:
+        return OmegaConf.from_dotlist([f"{key}={value}" for key, value in items.items()])
+    except (OmegaConfBaseException, yaml.YAMLError):
+        pass
+    for key, value in items.items():  # find the one that does not parse
+        try:
+            OmegaConf.from_dotlist([f"{key}={value}"])
+        except (OmegaConfBaseException, yaml.YAMLError) as exc:
+            problem = getattr(exc, "problem", None) or first_line(exc)
+            raise GenlabError(f"cannot read the {what} {key}={value}: {problem}. Values are YAML: close every "
+                              "bracket and quote, e.g. unet.channel_mult=[1,2] or classes=[0,1].") from None
+    raise GenlabError(f"cannot read the {what}s {' '.join(f'{k}={v}' for k, v in items.items())}.")
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -101,10 +119,10 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         raise GenlabError(_unknown_key_message(exc, source)) from None
     except ValidationError as exc:
         # OmegaConf appends full_key/reference_type lines; the first line is the message.
-        reason = str(exc.msg).splitlines()[0].rstrip(".")
+        reason = first_line(exc).rstrip(".")
         raise GenlabError(f"bad value for config key {exc.full_key!r} (from {source}): {reason}.") from None
     except OmegaConfBaseException as exc:
-        raise GenlabError(f"bad config (from {source}): {str(exc.msg).splitlines()[0].rstrip('.')}.") from None
+        raise GenlabError(f"bad config (from {source}): {first_line(exc).rstrip('.')}.") from None
 
 
 def _unknown_key_message(exc: ConfigKeyError, source: str) -> str:
@@ -141,12 +159,7 @@ def load_config(overrides: dict[str, str] | None = None, root: Path | None = Non
         cfg = _merge(cfg, _block(group, str(name), root), f"configs/{group}/{name}.yaml")
     cfg = _merge(cfg, exp_cfg, f"experiment {experiment}")
     cfg = _merge(cfg, {"experiment": Path(experiment).stem}, "experiment name")
-    dotlist = [f"{key}={value}" for key, value in overrides.items()]
-    try:
-        cli_cfg = OmegaConf.from_dotlist(dotlist)
-    except OmegaConfBaseException as exc:
-        raise GenlabError(f"cannot read the command-line overrides {dotlist}: {exc.msg}.") from None
-    cfg = _merge(cfg, cli_cfg, "command line")
+    cfg = _merge(cfg, parse_dotlist(overrides, "override"), "command line")
     validate(cfg)
     return cfg
 

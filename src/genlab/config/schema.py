@@ -192,6 +192,8 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop  # a NaN or inf in the loss or gradients
+    nonfinite_window: int = 100  # on_nonfinite=skip: steps over which the share of skipped steps is measured
+    nonfinite_max_share: float = 0.5  # on_nonfinite=skip: more skipped than this share of a window ends the run
     ddp_timeout_s: int = 1800  # strategy=ddp: a collective that a rank never reaches fails after this long
     scale_lr: bool = False  # linear scaling rule: every lr x global batch / reference_batch_size
     reference_batch_size: int = 128  # the global batch the configured learning rates were tuned for

@@ -50,6 +50,9 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
     _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
     _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
+    _check(cfg.trainer.nonfinite_window > 0, "trainer.nonfinite_window", cfg.trainer.nonfinite_window, "> 0")
+    _check(0.0 <= cfg.trainer.nonfinite_max_share < 1.0, "trainer.nonfinite_max_share",
+           cfg.trainer.nonfinite_max_share, "in [0, 1)")
     _check(cfg.trainer.num_nodes > 0, "trainer.num_nodes", cfg.trainer.num_nodes, "a positive integer")
     _check(cfg.trainer.ddp_timeout_s > 0, "trainer.ddp_timeout_s", cfg.trainer.ddp_timeout_s, "a positive integer")
     ref = cfg.trainer.reference_batch_size

@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as F
 
 from genlab.data.base import FitMode, ImageDataModule, Item, split_indices
 from genlab.errors import GenlabError
+from genlab.images import to_8bit
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 UNLABELLED = -1
@@ -109,7 +110,7 @@ class ImageFileDataset(Dataset[Item]):
         path = self.files[index]
         try:
             with Image.open(path) as img:
-                pixels = F.pil_to_tensor(img.convert(self.mode))  # C×H×W uint8
+                pixels = F.pil_to_tensor(to_8bit(img).convert(self.mode))  # C×H×W uint8
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise GenlabError(f"cannot read image {path} ({err}); replace or delete the file") from err
         return self.transform(pixels), self.labels[index]

@@ -17,6 +17,7 @@ from genlab.diffusion.guidance import classifier_free_guidance
 from genlab.diffusion.samplers import ddim_sample, ddpm_sample
 from genlab.diffusion.settings import SamplerName, SamplerSettings
 from genlab.diffusion.solvers import SOLVERS
+from genlab.errors import GenlabError
 
 
 @dataclass
@@ -83,5 +84,16 @@ def generate(
             x0 = ddim_sample(diffusion, fn, shape, steps=steps, eta=settings.eta, **common)
         else:  # the ODE solvers share ddim_sample's interface
             x0 = SOLVERS[str(settings.name)](diffusion, fn, shape, steps=steps, **common)
+        if not bool(torch.isfinite(x0).all()):
+            raise GenlabError(nonfinite_message(settings, T, start, b))
         out.append(x0.clamp(-1, 1).cpu())
     return torch.cat(out)
+
+
+def nonfinite_message(settings: SamplerSettings, num_timesteps: int, start: int, b: int) -> str:
+    """Why no image of a batch with NaN or inf is ever written or scored, and which setting to look at."""
+    causes = [f"{k}={getattr(settings, k):g}" for k in ("guidance", "classifier_scale") if getattr(settings, k)]
+    hint = (f"lower {' or '.join(causes)}" if causes else
+            "the weights may have diverged (check the run's loss curve), or try sampler=ddim with clipping")
+    return (f"sampling with {settings.label(num_timesteps)} gave non-finite values (NaN or inf) in samples "
+            f"{start}..{start + b - 1}; nothing was written or scored. {hint[0].upper()}{hint[1:]}.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import torch
@@ -88,6 +89,7 @@ def reference_features(
 ) -> dict[str, Tensor]:
     """Features {layer: [N, F]} of a split: loaded from the cache, or computed once and written to it."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    drop_unreadable_cache(key, cache_dir)
     device = next(extractor.parameters()).device
     return extract_featuresdict_from_input_id_cached(
         1,
@@ -100,6 +102,24 @@ def reference_features(
         save_cpu_ram=True,  # no DataLoader worker processes
         verbose=False,
     )
+
+
+def drop_unreadable_cache(key: str, cache_dir: Path) -> list[Path]:
+    """Delete (and name) every cache file of `key` that is not a complete torch.save archive, so that it is computed
+    again rather than read half-written: a run killed while writing it, or a full disk, leaves such a file."""
+    dropped = []
+    for path in sorted(Path(cache_dir).glob(f"{key}-*.pt")):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()  # reads every member and checks its CRC
+        except (zipfile.BadZipFile, OSError, EOFError):
+            bad = path.name
+        if bad is not None:
+            print(f"genlab: the cached reference statistics {path} are unreadable (truncated?); deleted, they are "
+                  "computed again.")
+            path.unlink(missing_ok=True)
+            dropped.append(path)
+    return dropped
 
 
 def feature_files(key: str, extractor_name: str, layers: list[str], cache_dir: Path) -> list[Path]:

@@ -6,8 +6,10 @@ that replaces the target only when complete, so a crash never leaves a partial c
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.models import ClassifierModule, DiffusionModule, GANModule, generator_kinds, kind_info
 
 TMP_MARK = ".tmp-"
@@ -26,11 +28,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GenlabError(f"checkpoint {path} does not exist. Pass ckpt=PATH to a .ckpt file under runs/*/*/checkpoints/.")
+    if path.stat().st_size == 0:
+        raise GenlabError(f"checkpoint {path} is empty (0 bytes): a copy or a save was cut short. Use another one, "
+                          "e.g. the run's last.ckpt, or resume=auto, which takes the newest intact one.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" not in str(exc).lower() and "weights only" not in str(exc).lower():
-            raise GenlabError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:200]}).") from None
+            raise GenlabError(f"checkpoint {path} cannot be read ({first_line(exc)}).") from None
         raise GenlabError(
             f"checkpoint {path} was refused: loading it would unpickle arbitrary Python objects, which can run code. "
             "genlab reads checkpoints with torch.load(weights_only=True); genlab's own checkpoints never need more. "
@@ -38,7 +43,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # truncated zip, pickle errors, foreign formats
         raise GenlabError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {first_line(exc)}). "
             "It may be truncated or not a genlab checkpoint; use another one, e.g. the run's last.ckpt."
         ) from None
     if not isinstance(ckpt, dict) or "config" not in ckpt.get("hyper_parameters", {}) or "state_dict" not in ckpt:
@@ -55,7 +60,7 @@ def _load_state(module: torch.nn.Module, state: dict[str, Any], path: str | Path
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise GenlabError(f"checkpoint {path} does not match its own config: {str(exc).splitlines()[0]}") from None
+        raise GenlabError(f"checkpoint {path} does not match its own config: {first_line(exc)}") from None
 
 
 def _weights(ckpt: dict[str, Any], path: str | Path, ema: bool) -> dict[str, Any]:
@@ -136,8 +141,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:
+            if not disk_full(exc):
+                raise
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise GenlabError(
+                f"no space left on the device to write the checkpoint {path}: it needs about "
+                f"{checkpoint_bytes(checkpoint) / 2**20:.0f} MiB in {path.parent} ({free:.0f} MiB free). The previous "
+                f"{path.name} is unchanged. Free some space, or resume=auto with a run_dir on another disk."
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """An exception from writing a file that means the disk (or quota) is full: ENOSPC/EDQUOT, or the zip writer's
+    RuntimeError that wraps it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "file write failed" in text or "quota exceeded" in text
+
+
+def checkpoint_bytes(checkpoint: Any) -> int:
+    """About how many bytes torch.save writes for `checkpoint`: the sum of its tensors' storage."""
+    if isinstance(checkpoint, torch.Tensor):
+        return checkpoint.numel() * checkpoint.element_size()
+    if isinstance(checkpoint, dict):
+        return sum(checkpoint_bytes(v) for v in checkpoint.values())
+    if isinstance(checkpoint, (list, tuple)):
+        return sum(checkpoint_bytes(v) for v in checkpoint)
+    return 0
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from genlab.config import available, project_root
 from genlab.diffusion import SamplerName, SamplerSettings
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 
 # Settings a cell may vary, and the type each must have.
 SETTINGS: dict[str, tuple[type, ...]] = {
@@ -207,6 +208,10 @@ def load_spec(name_or_path: str | Path) -> TableSpec:
     path = find_spec(str(name_or_path))
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except (OmegaConfBaseException, ValueError, OSError) as exc:  # yaml errors are ValueErrors underneath
-        raise GenlabError(f"cannot read the sweep spec {path}: {exc}") from None
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or first_line(exc)
+        raise GenlabError(f"cannot read the sweep spec {path}{at}: {problem}. Fix the YAML (an unclosed quote or "
+                          "bracket?) or start from a shipped spec in experiments/tables/.") from None
     return parse_spec(_as_dict(data, str(path)), str(path))

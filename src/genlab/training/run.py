@@ -13,16 +13,17 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from genlab.build import build_datamodule, is_conditional, resolve_data_keys
-from genlab.config import save_config, to_container
+from genlab.config import migrate, save_config, to_container
 from genlab.data.base import ImageDataModule
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import extractor_spec
 from genlab.models import ClassifierModule, build_module
 from genlab.runs import RUN_DIR_ENV, RunDir, make_run_dir
 from genlab.runs.checkpoint import checkpoint_kind, read_checkpoint, remove_stale_temporaries
+from genlab.runs.lock import RunLock, launched_rank, refuse_existing_run
 from genlab.runs.record import read_record, record_end, record_start, write_record
-from genlab.runs.resume import check_same_run, find_resume_checkpoint, read_metrics_before, restore_csv_log, saved_config
+from genlab.runs.resume import check_same_run, find_resume_checkpoint, read_metrics_before, restore_csv_log
 from genlab.training.callbacks.class_accuracy import load_scorer
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.sample_grid import SampleGrid
@@ -37,13 +38,24 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     datamodule, model, scorer = prepare(cfg)  # everything that can fail on bad input, before a run folder exists
     resume_from, resume_step, kept_log = resume_point(cfg)
     run = make_run_dir(cfg.run_dir, cfg.runs_root, cfg.experiment)
+    if launched_rank():  # rank 0 owns the folder and holds its lock
+        return fit(cfg, run, datamodule, model, scorer, resume_from, resume_step, kept_log, overrides or {})
+    refuse_existing_run(run, cfg.resume)
+    with RunLock(run):
+        return fit(cfg, run, datamodule, model, scorer, resume_from, resume_step, kept_log, overrides or {})
+
+
+def fit(cfg: DictConfig, run: RunDir, datamodule: ImageDataModule, model: L.LightningModule,
+        scorer: ClassifierModule | None, resume_from: Path | None, resume_step: int,
+        kept_log: tuple[list[str], list[dict[str, str]]], overrides: dict[str, str]) -> Path:
+    """Write the config, fit, and record how the run ended in run.json."""
     remove_stale_temporaries(run.checkpoints)  # left by a process killed while saving
     save_config(cfg, run.config)
     trainer = build_trainer(cfg, run, scorer, read_record(run.root).get("wandb_id") if resume_from else None)
     rank_zero = trainer.is_global_zero
     if rank_zero:  # other ranks' loggers are stand-ins that write nothing
         restore_csv_log(trainer.loggers[0], *kept_log)
-        start_record(cfg, run, trainer, overrides or {}, resume_from, resume_step)
+        start_record(cfg, run, trainer, overrides, resume_from, resume_step)
     started = time.time()
     os.environ[RUN_DIR_ENV] = str(run.root.resolve())
     try:
@@ -60,7 +72,7 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
         if trainer.world_size > 1 and isinstance(exc, RuntimeError) and lost_peer(exc):
             raise GenlabError(
                 f"another DDP process stopped answering at step {trainer.global_step} "
-                f"({str(exc).splitlines()[0][:160]}); this one stopped too. See the other processes' logs. "
+                f"({first_line(exc, 160)}); this one stopped too. See the other processes' logs. "
                 f"The last checkpoint is {run.last_ckpt}: continue with resume=auto run_dir={run.root}."
             ) from None
         raise
@@ -108,7 +120,8 @@ def resume_point(cfg: DictConfig) -> tuple[Path | None, int, tuple[list[str], li
     if kind != cfg.model.kind:
         raise GenlabError(f"resume: {resume_from} holds a {kind!r} model, but this config trains a {cfg.model.kind!r}.")
     run = RunDir.of_checkpoint(resume_from)
-    check_same_run(to_container(cfg), saved_config(run.root), resume_from)
+    # The checkpoint's own config, not config.yaml: a file the user can edit must not decide what may change.
+    check_same_run(to_container(cfg), migrate(ckpt["hyper_parameters"]["config"], str(resume_from)), resume_from)
     step = int(ckpt.get("global_step", 0))
     cfg.run_dir = str(run.root)
     return resume_from, step, read_metrics_before(run.metrics_csv, step)

@@ -13,6 +13,7 @@ from genlab.models import ClassifierModule, kind_info
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import AtomicCheckpointIO
 from genlab.training.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
+from genlab.training.callbacks.best_checkpoint import FiniteModelCheckpoint
 from genlab.training.callbacks.fid import FIDCallback
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.nonfinite import NonFiniteGuard
@@ -40,7 +41,8 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
             )
         )
     callbacks.append(ResumeState(cfg.seed))
-    callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite))
+    callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.nonfinite_window,
+                                    cfg.trainer.nonfinite_max_share))
     callbacks.append(SaveOnSignal(run.last_ckpt))
     # `last.ckpt` every N steps; the best by val/loss at each validation.
     callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
@@ -48,7 +50,7 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
     callbacks.append(FinalCheckpoint(run.last_ckpt, every_n_steps=cb.checkpoint.every_n_steps))
     if cb.checkpoint.save_top_k != 0:
         callbacks.append(
-            ModelCheckpoint(
+            FiniteModelCheckpoint(
                 dirpath=run.checkpoints,
                 filename="best-step{step:07d}",
                 monitor=cb.checkpoint.monitor,
