@@ -29,7 +29,8 @@ def fit(module: GANModule, datamodule: L.LightningDataModule, **trainer_kwargs: 
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0,
-        callbacks=[NonFiniteGuard(module.cfg.trainer.on_nonfinite)], **trainer_kwargs,
+        # max_share=1: these one-step runs test the guard's policy, not its stop on a mostly skipped run
+        callbacks=[NonFiniteGuard(module.cfg.trainer.on_nonfinite, max_share=1.0)], **trainer_kwargs,
     )
     trainer.fit(module, datamodule=datamodule)
     return trainer

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.config import migrate
+from genlab.config import from_container, to_container
 from genlab.errors import GenlabError
 from genlab.runs.folder import RunDir
 
@@ -75,9 +75,14 @@ def run_folder_of(checkpoint: Path) -> Path:
 
 
 def saved_config(run_dir: Path) -> dict[str, Any]:
-    """The run's config.yaml as a plain dict, in today's key names (config/load.py's migrate)."""
-    data = OmegaConf.to_container(OmegaConf.load(RunDir(run_dir).config))
-    return migrate(data, str(RunDir(run_dir).config))  # type: ignore[return-value]
+    """The run's config.yaml as a plain dict in today's schema (see as_schema)."""
+    return as_schema(OmegaConf.to_container(OmegaConf.load(RunDir(run_dir).config)))  # type: ignore[arg-type]
+
+
+def as_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """A config saved by any genlab version as today's plain dict: renamed keys migrated, and keys added since then
+    at their defaults (a setting that did not exist yet behaved as its default does)."""
+    return to_container(from_container(config))
 
 
 def read_metrics_before(metrics_csv: Path, step: int) -> tuple[list[str], list[dict[str, str]]]:

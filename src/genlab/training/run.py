@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from genlab.build import build_datamodule, is_conditional, resolve_data_keys
-from genlab.config import migrate, save_config, to_container
+from genlab.config import save_config, to_container
 from genlab.data.base import ImageDataModule
 from genlab.errors import GenlabError, first_line
 from genlab.metrics.domain import check_domain_classifier
@@ -23,7 +23,13 @@ from genlab.runs import RUN_DIR_ENV, RunDir, make_run_dir
 from genlab.runs.checkpoint import checkpoint_kind, read_checkpoint, remove_stale_temporaries
 from genlab.runs.lock import RunLock, launched_rank, refuse_existing_run
 from genlab.runs.record import read_record, record_end, record_start, write_record
-from genlab.runs.resume import check_same_run, find_resume_checkpoint, read_metrics_before, restore_csv_log
+from genlab.runs.resume import (
+    as_schema,
+    check_same_run,
+    find_resume_checkpoint,
+    read_metrics_before,
+    restore_csv_log,
+)
 from genlab.training.callbacks.class_accuracy import load_scorer
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.sample_grid import SampleGrid
@@ -121,7 +127,7 @@ def resume_point(cfg: DictConfig) -> tuple[Path | None, int, tuple[list[str], li
         raise GenlabError(f"resume: {resume_from} holds a {kind!r} model, but this config trains a {cfg.model.kind!r}.")
     run = RunDir.of_checkpoint(resume_from)
     # The checkpoint's own config, not config.yaml: a file the user can edit must not decide what may change.
-    check_same_run(to_container(cfg), migrate(ckpt["hyper_parameters"]["config"], str(resume_from)), resume_from)
+    check_same_run(to_container(cfg), as_schema(ckpt["hyper_parameters"]["config"]), resume_from)
     step = int(ckpt.get("global_step", 0))
     cfg.run_dir = str(run.root)
     return resume_from, step, read_metrics_before(run.metrics_csv, step)
