@@ -9,9 +9,10 @@ import importlib
 import sys
 from typing import Callable
 
+from genlab import __version__
 from genlab.errors import GenlabError
 
-USAGE = """usage: genlab COMMAND [key=value ...]
+USAGE = """usage: genlab COMMAND [key=value ...]      genlab COMMAND --help: every argument, its type and default
 
 commands:
   train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
@@ -74,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"genlab {__version__}")
+        return 0
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"genlab: unknown command {command!r}.\n\n{USAGE}", end="", file=sys.stderr)
         return 2
+    if any(a in ("-h", "--help") for a in args):  # generated from the argument dataclasses and the run schema
+        print(importlib.import_module("genlab.commands.help").help_text(command), end="")
+        return 0
     try:
         command_function(command)(args)
     except GenlabError as exc:

@@ -49,8 +49,8 @@ class SampleArgs:
 
     ckpt: str = MISSING
     sampler: SamplerName = SamplerName.ddim  # ddim | ddpm | dpmpp_2m | unipc | heun | euler
-    # steps: a number (None: the sampler's default: ddim 50, ddpm all T, dpmpp_2m 20, unipc 10, heun 18, euler 50),
-    # or a list such as 10,20,50,1000: one grid row per step count from the same x_T (deterministic samplers)
+    # a number (None: the sampler's default: ddim 50, ddpm all T, dpmpp_2m 20, unipc 10, heun 18, euler 50), or a
+    # list such as 10,20,50,1000: one grid row per step count from the same x_T (deterministic samplers)
     steps: Any = None
     eta: Optional[float] = None  # ddim: sigma_t(eta); None: 0
     spacing: Optional[Spacing] = None  # the time grid; None: the sampler's own
