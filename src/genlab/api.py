@@ -1,0 +1,93 @@
+"""The Python API: `genlab.load`, `genlab.evaluate`, `genlab.train`. Each calls the code the command line calls.
+
+    import genlab
+    model = genlab.load("runs/ddpm_digits/<time>/checkpoints/last.ckpt")
+    images = model.sample(16, sampler="dpmpp_2m", steps=10, seed=0)      # [16, C, H, W] in [-1, 1]
+    metrics = genlab.evaluate("runs/.../last.ckpt", n=1000, features="domain", domain_classifier="clf.ckpt")
+    run_dir = genlab.train("ddpm_digits", {"trainer.max_steps": 500})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.build import pick_device
+from genlab.commands.eval import eval_command
+from genlab.commands.train import train_command
+from genlab.errors import GenlabError
+from genlab.models import is_diffusion, kind_of
+from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
+
+
+class Model:
+    """A generator loaded from a checkpoint (diffusion model or GAN), in eval mode, on its device."""
+
+    def __init__(self, module: L.LightningModule) -> None:
+        self.module = module
+        self.kind = kind_of(module)
+        self.cfg = module.cfg
+
+    def sample(self, n: int = 16, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
+               spacing: str | None = None, guidance: float | None = None, classes: int | Sequence[int] | None = None,
+               classifier: str | Path | None = None, classifier_scale: float = 0.0, seed: int = 0,
+               batch_size: int = 256, progress: bool = False) -> Tensor:
+        """n images in [-1, 1] ([n, C, H, W], on the CPU). Settings not given are the checkpoint's `sampler` block;
+        `classes` is one class for every sample or one per sample; `classifier` a noise-aware classifier
+        checkpoint for classifier guidance with `classifier_scale`."""
+        labels = self._labels(n, classes)
+        if not is_diffusion(self.module):
+            if any(v is not None for v in (sampler, steps, eta, spacing, guidance, classifier)) or classifier_scale:
+                raise GenlabError("sampler settings and guidance apply to diffusion models; a GAN samples G(z).")
+            return self.module.sample(n, seed=seed, batch_size=batch_size, labels=labels)
+        settings = self.module.sampler_settings.override(name=sampler, steps=steps, eta=eta, spacing=spacing,
+                                                         guidance=guidance, classifier_scale=classifier_scale)
+        scorer = load_classifier(classifier).to(self.module.device) if classifier is not None else None
+        return self.module.sample(n, settings, labels=labels, classifier=scorer, seed=seed, batch_size=batch_size,
+                                  progress=progress)
+
+    def _labels(self, n: int, classes: int | Sequence[int] | None) -> Tensor | None:
+        if classes is None:
+            return None
+        labels = torch.full((n,), int(classes)) if isinstance(classes, int) else torch.as_tensor(list(classes))
+        num_classes = self.cfg.data.num_classes
+        if labels.shape != (n,) or num_classes is None or not bool(((labels >= 0) & (labels < num_classes)).all()):
+            raise GenlabError(f"classes: give one class in 0..{(num_classes or 1) - 1} or {n} of them, one per sample.")
+        return labels.long()
+
+    def __repr__(self) -> str:
+        return f"genlab.Model({self.kind}, experiment={self.cfg.experiment}, device={self.module.device})"
+
+
+def load(ckpt: str | Path, *, ema: bool = True, device: str = "auto") -> Model:
+    """The generator of a genlab checkpoint, with its EMA weights by default, on `device` ("auto": CUDA if any)."""
+    module = load_generator(ckpt, ema=ema, ckpt=read_checkpoint(ckpt))
+    return Model(module.to(pick_device(device)))
+
+
+def _key_values(options: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, (list, tuple)):
+            value = "[" + ",".join(str(v) for v in value) + "]"
+        out.append(f"{key}={value}")
+    return out
+
+
+def evaluate(ckpt: str | Path, **options: Any) -> dict[str, float]:
+    """`genlab eval ckpt=... key=value ...` with keyword arguments; returns its metrics (the JSON has the rest)."""
+    return eval_command(_key_values({"ckpt": ckpt, **options}))["metrics"]
+
+
+def train(experiment: str = "ddpm_digits", overrides: dict[str, Any] | Sequence[str] | None = None) -> Path:
+    """`genlab train experiment=... key=value ...`; returns the run folder."""
+    items = list(overrides) if isinstance(overrides, (list, tuple)) else _key_values(dict(overrides or {}))
+    return train_command([f"experiment={experiment}", *items])
