@@ -62,3 +62,16 @@ def read_offline_run(run_file: Path, timeout: float = 60.0) -> tuple[list[dict[s
         elif kind == "config":
             config.update({_key(i): json.loads(i.value_json) for i in record.config.update})
     return history, config
+
+
+def read_run_info(run_file: Path) -> dict[str, Any]:
+    """The run record's name, group and id, and the metrics defined with a summary (name -> summary kinds)."""
+    info: dict[str, Any] = {"metrics": {}}
+    for record in _records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            info.update(name=record.run.display_name, group=record.run.run_group, id=record.run.run_id)
+        elif kind == "metric":
+            summary = record.metric.summary
+            info["metrics"][record.metric.name] = [k for k in ("min", "max", "mean", "last") if getattr(summary, k)]
+    return info

@@ -36,7 +36,7 @@ class TableArgs:
     eval_classifier: Optional[str] = None  # scores class accuracy at t = 0; None: domain_classifier, else classifier
     cache_dir: Optional[str] = None  # reference statistics, as genlab eval
     split: Split = Split.test
-    out: str = "tables"  # <out>/<name>.md, .csv, .png, and finished cells in <out>/cells/<name>/
+    out: Optional[str] = None  # <out>/<name>.md, .csv, .png, cells in <out>/cells/<name>/; None: <run>/tables
     ema: bool = True
     device: str = "auto"
     wandb: Optional[bool] = None  # log a wandb.Table; None: when the checkpoint's run used logger=wandb
@@ -57,7 +57,9 @@ class SampleArgs:
     variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
     n: int = 64
     seed: int = 0
-    out: str = "samples.png"  # a .png file for a grid, or a folder (ending in /) for one PNG per sample
+    # a .png file for a grid, or a folder (ending in /) for one PNG per sample; None: a grid in the checkpoint's
+    # run folder, <run>/samples/sample-<sampler><steps>-seed<seed>.png (samples.png outside a run folder)
+    out: Optional[str] = None
     ema: bool = True  # use the EMA weights stored in the checkpoint
     batch_size: int = 256
     device: str = "auto"
@@ -90,11 +92,14 @@ class EvalArgs:
     split: Split = Split.test
     nll: bool = False  # also the variational bound on -log p(x) in bits/dim over the split
     nll_images: Optional[int] = None  # the first N images of the split only (T network calls per batch); None: all
-    out: str = "eval.json"  # samples go to <out without .json>_samples/
+    # the JSON; samples go to <out without .json>_samples/. None: <run>/eval/<ckpt>-<sampler><steps>-n<n>-<features>.json
+    # in the checkpoint's run folder (eval.json outside a run folder)
+    out: Optional[str] = None
     seed: int = 0
     batch_size: int = 250
     ema: bool = True
     device: str = "auto"
+    log_to_run: bool = True  # also log the metrics and a sample grid into the checkpoint's W&B / TensorBoard run
 
 
 @dataclass

@@ -20,7 +20,7 @@ from genlab.build import pick_device
 from genlab.commands.args import EvalArgs, check_writable, parse_command_args
 from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
-from genlab.images import save_png_folder
+from genlab.images import image_grid, save_png_folder
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec
 from genlab.metrics.fidelity import fidelity_metrics, isc_note
@@ -28,6 +28,8 @@ from genlab.metrics.nll import compute_nll
 from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
 from genlab.models import is_diffusion
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
+from genlab.runs.folder import default_output, run_of
+from genlab.training.loggers import log_eval_to_run
 
 MARKDOWN_COLUMNS = ("checkpoint", "weights", "sampler", "n", "FID", "KID x1e3", "IS", "precision", "recall", "NLL bpd")
 
@@ -41,7 +43,7 @@ def parse_eval_args(args: list[str]) -> EvalArgs:
         raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
     if parsed.nll_images is not None and parsed.nll_images <= 0:
         raise GenlabError(f"nll_images={parsed.nll_images} must be a positive integer (or leave it out: all images).")
-    if not parsed.out.endswith(".json"):
+    if parsed.out is not None and not parsed.out.endswith(".json"):
         raise GenlabError(f"out={parsed.out}: give a .json file; the samples go to a folder beside it.")
     return parsed
 
@@ -112,15 +114,17 @@ def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_re
 def eval_command(args: list[str]) -> dict[str, Any]:
     """Run `genlab eval`; write the JSON, print a Markdown row and return the result."""
     a = parse_eval_args(args)
-    out = Path(a.out)
-    samples_dir = out.with_name(out.stem + "_samples")
-    check_writable(f"{samples_dir}/")  # the folder beside the JSON: fails before sampling, not after
     spec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
     ckpt = read_checkpoint(a.ckpt)
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
     weights = weights_used(ckpt, a.ema)
     del ckpt  # the module holds its weights now
     settings, sampler = eval_settings(module, a)
+    steps = f"{sampler['name']}{sampler['steps']}" if sampler.get("steps") else "G"
+    out = Path(a.out or default_output(a.ckpt, "eval", f"{Path(a.ckpt).stem}-{steps}-n{a.n}-{spec.features}.json",
+                                       "eval.json"))
+    samples_dir = out.with_name(out.stem + "_samples")
+    check_writable(f"{samples_dir}/")  # the folder beside the JSON: fails before sampling, not after
     if a.nll and not is_diffusion(module):  # before sampling, not after
         raise GenlabError("nll=true: a GAN has no likelihood to bound; NLL is for diffusion checkpoints.")
     cfg = module.cfg
@@ -159,4 +163,9 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"genlab: wrote {out} ({a.n} samples in {samples_dir}, reference {key})")
     print(markdown_row(result))
+    run = run_of(a.ckpt)
+    if a.log_to_run and run is not None:
+        where = log_eval_to_run(run, metrics, image_grid(images[:64]), name=out.stem)
+        if where:
+            print(f"genlab: logged the metrics and a grid of samples to {' and '.join(where)}")
     return result

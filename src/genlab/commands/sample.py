@@ -14,6 +14,7 @@ from genlab.images import write_images
 from genlab.metrics.class_accuracy import class_accuracy
 from genlab.models import DiffusionModule, GANModule, is_diffusion
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
+from genlab.runs.folder import default_output
 
 
 def parse_sample_args(args: list[str]) -> SampleArgs:
@@ -48,6 +49,9 @@ def sampler_settings(a: SampleArgs, module: DiffusionModule, steps: int | None) 
 def sample_command(args: list[str]) -> None:
     """Run `genlab sample` with command-line arguments."""
     a = parse_sample_args(args)
+    if a.out is None:  # results stay with the run: <run>/samples/sample-<sampler><steps>-seed<seed>.png
+        steps = str(a.steps).replace(",", "-").strip("[]") if a.steps is not None else ""
+        a.out = default_output(a.ckpt, "samples", f"sample-{a.sampler}{steps}-seed{a.seed}.png", "samples.png")
     check_writable(a.out)
     ckpt = read_checkpoint(a.ckpt)
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)

@@ -13,6 +13,7 @@ import wandb
 
 from genlab.commands.args import TableArgs, parse_command_args
 from genlab.errors import GenlabError
+from genlab.runs.folder import default_output
 from genlab.runs.provenance import describe_machine
 from genlab.tables.cells import CellStore
 from genlab.tables.plot import plot_table
@@ -111,6 +112,9 @@ def table_command(args: list[str]) -> dict[str, Any]:
         for value in spec.columns.values:
             check_settings({spec.columns.key: value}, "values")
     started = time.time()
+    if a.out is None:  # the tables of a checkpoint stay with its run
+        first = a.ckpt or next(iter(a.ckpts.values()), None)
+        a.out = default_output(first, "tables", "", "tables") if first else "tables"
     out = Path(a.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

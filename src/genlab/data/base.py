@@ -151,7 +151,8 @@ class ImageDataModule(L.LightningDataModule):
         _check_options(resolution, channels, fit, batch_size, num_workers, val_fraction)
         if persistent_workers and num_workers == 0:
             raise GenlabError("data.persistent_workers=true needs worker processes: set data.num_workers > 0")
-        self.save_hyperparameters()
+        # The run config is the one set of hyper-parameters a logger gets; the DataModule's own copy is not logged.
+        self.save_hyperparameters(logger=False)
         self.root = str(root)
         self.download = download
         self.resolution = resolution

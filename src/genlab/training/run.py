@@ -33,7 +33,7 @@ from genlab.runs.resume import (
 from genlab.training.callbacks.class_accuracy import load_scorer
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.sample_grid import SampleGrid
-from genlab.training.loggers import finish_wandb
+from genlab.training.loggers import finish_wandb, summarise_best_fid
 from genlab.training.trainer import build_trainer, lost_peer
 
 SUMMARY_KEYS = ("train/loss", "val/loss", "val/acc_t0", "val/class_acc", "train/d_loss", "train/g_loss", "val/diversity")
@@ -147,7 +147,10 @@ def start_record(cfg: DictConfig, run: RunDir, trainer: L.Trainer, overrides: di
     print(f"genlab: global batch {global_batch} = {cfg.data.batch_size} per device x {trainer.world_size}{scaling}")
     wandb = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
     if wandb is not None:
-        write_record(run.root, wandb_id=wandb.experiment.id)  # so that resume=auto continues this W&B run
+        write_record(run.root, wandb_id=wandb.experiment.id, wandb_project=cfg.logger.project,
+                     wandb_entity=cfg.logger.entity)  # so that resume=auto and genlab eval continue this W&B run
+        if cfg.eval.enabled:
+            summarise_best_fid(trainer.loggers, str(cfg.eval.features))
 
 
 def finish_record(run: RunDir, trainer: L.Trainer, started: float) -> None:
