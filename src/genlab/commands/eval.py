@@ -133,7 +133,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     device = pick_device(a.device)
     module.to(device)
     started = time.time()
-    kwargs = {"settings": settings} if settings is not None else {}
+    kwargs = {"settings": settings, "progress": True} if settings is not None else {}
     images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, **kwargs)
     save_png_folder(images, samples_dir, replace=True)
     seconds = {"sampling": round(time.time() - started, 2)}

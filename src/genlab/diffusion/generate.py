@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from genlab.diffusion.classifier_guidance import CondFn, LogProbFn, classifier_grad_fn
 from genlab.diffusion.gaussian import GaussianDiffusion
@@ -64,6 +65,9 @@ def generate(
     images whatever the batch size, as long as batches are drawn in order.
     """
     steering = steering or Steering()
+    # One bar over all n images (not one per batch or per step), off when stderr is not a terminal.
+    bar = tqdm(total=n, desc=f"sampling ({settings.name}, {settings.nfe(diffusion.num_timesteps)} NFE)",
+               unit="img", disable=None if progress else True)
     if steering.labels is not None:
         steering = Steering(steering.labels.to(device), steering.null_class, steering.classifier_log_prob)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -75,7 +79,7 @@ def generate(
         x_T = torch.randn(shape, generator=generator, device=device)
         fn, model_kwargs, cond_fn = guided_functions(model_fn, settings, steering, start, b)
         common = dict(x_T=x_T, generator=generator, clip_denoised=settings.clip, model_kwargs=model_kwargs,
-                      cond_fn=cond_fn, progress=progress, spacing=str(settings.grid))
+                      cond_fn=cond_fn, progress=False, spacing=str(settings.grid))
         steps = settings.steps if settings.steps is not None else T
         if settings.name == SamplerName.ddpm:
             variance = str(settings.variance) if settings.variance is not None else None
@@ -87,6 +91,8 @@ def generate(
         if not bool(torch.isfinite(x0).all()):
             raise GenlabError(nonfinite_message(settings, T, start, b))
         out.append(x0.clamp(-1, 1).cpu())
+        bar.update(b)
+    bar.close()
     return torch.cat(out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch_fidelity
@@ -30,7 +31,7 @@ def fidelity_metrics(spec: ExtractorSpec, samples: Path, real: SplitImages, key:
         cuda=cuda,
         rng_seed=seed,
         save_cpu_ram=True,
-        verbose=False,
+        verbose=sys.stderr.isatty(),  # torch-fidelity's feature-extraction bars, on a terminal only
     )
     f = spec.features
     names = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def reference_features(
         batch_size=batch_size,
         cuda=device.type == "cuda",
         save_cpu_ram=True,  # no DataLoader worker processes
-        verbose=False,
+        verbose=sys.stderr.isatty(),  # torch-fidelity's feature-extraction bar, on a terminal only
     )
 
 

@@ -131,7 +131,7 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None,
     labels = _labels(module, ctx.n, module.conditional or "classifier_scale" in s)
     try:
         images = module.sample(ctx.n, settings, labels=labels, classifier=ctx.classifier, seed=cell.seed,
-                               batch_size=ctx.batch_size)
+                               batch_size=ctx.batch_size, progress=True)
     except GenlabError as exc:
         raise GenlabError(f"row {cell.row}: {exc}") from None
     return images, labels, settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sys
 
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
@@ -59,9 +60,14 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
                 auto_insert_metric_name=False,
             )
         )
-    if cfg.trainer.enable_progress_bar:
+    if show_progress(cfg):
         callbacks.append(ProgressBar())
     return callbacks
+
+
+def show_progress(cfg: DictConfig) -> bool:
+    """A progress bar only on a terminal (not in CI logs or redirected output) and when the config allows it."""
+    return bool(cfg.trainer.enable_progress_bar) and sys.stderr.isatty()
 
 
 def build_strategy(cfg: DictConfig) -> str | DDPStrategy:
@@ -105,7 +111,7 @@ def build_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.enable_progress_bar,
+        enable_progress_bar=show_progress(cfg),
         logger=build_loggers(cfg, run.root, wandb_id),
         callbacks=build_callbacks(cfg, run, scorer),
         default_root_dir=str(run.root),

@@ -71,7 +71,8 @@ class FIDCallback(L.Callback):
         """A diffusion model samples with eval.sampler / eval.steps over its `sampler` block; a GAN has no sampler."""
         if not is_diffusion(pl_module):
             return {}
-        return {"settings": pl_module.sampler_settings.override(name=self.ev.sampler, steps=self.ev.steps)}
+        return {"settings": pl_module.sampler_settings.override(name=self.ev.sampler, steps=self.ev.steps),
+                "progress": True}  # its own bar while the training bar waits (off when not on a terminal)
 
     @torch.inference_mode(False)
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[float, float]:
