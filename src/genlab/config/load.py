@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,8 +17,11 @@ from genlab.errors import GenlabError, first_line
 
 
 def project_root() -> Path:
-    """The folder holding `configs/` and `experiments/`: $GENLAB_HOME, the working directory, or the source checkout."""
-    candidates = [os.environ.get("GENLAB_HOME"), os.getcwd(), str(Path(__file__).resolve().parents[3])]
+    """The folder holding `configs/` and `experiments/`: $GENLAB_HOME, the working directory, the source checkout, or
+    the installed package data."""
+    # $GENLAB_HOME, the working directory, the source checkout, then what a wheel installs (<prefix>/share/genlab)
+    candidates = [os.environ.get("GENLAB_HOME"), os.getcwd(), str(Path(__file__).resolve().parents[3]),
+                  str(Path(sys.prefix) / "share" / "genlab")]
     for candidate in candidates:
         if candidate and (Path(candidate) / "configs").is_dir() and (Path(candidate) / "experiments").is_dir():
             return Path(candidate)
