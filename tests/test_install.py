@@ -24,15 +24,15 @@ def test_the_wheel_trains_outside_the_checkout(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("genlab-*.whl")
     venv = tmp_path / "venv"
-    assert run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, env).returncode == 0
+    assert run([sys.executable, "-m", "venv", str(venv)], tmp_path, env).returncode == 0
     python = venv / "bin" / "python"
+    # The new environment's own pip: it sees only that environment, so nothing here is uninstalled or changed.
+    installed = run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], tmp_path, env)
+    assert installed.returncode == 0, installed.stderr[-2000:]
     site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path,
                     env).stdout.strip())
     # torch, lightning, ... from this environment: a plain path entry, so its editable genlab hook is not loaded
     (site / "reuse_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    installed = run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix", str(venv),
-                     str(wheel)], tmp_path, env)
-    assert installed.returncode == 0, installed.stderr[-2000:]
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = run([str(python), "-c", "import genlab.config as c; print(c.__file__); print(c.project_root())"], work, env)

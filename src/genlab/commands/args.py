@@ -75,9 +75,10 @@ class SampleArgs:
 
 @dataclass
 class EvalArgs:
-    """Arguments of `genlab eval`."""
+    """Arguments of `genlab eval` (besides data=NAME and data.*=..., which name the split of samples=DIR)."""
 
-    ckpt: str = MISSING
+    ckpt: Optional[str] = None  # the checkpoint to evaluate, or:
+    samples: Optional[str] = None  # a folder of images from any code base, scored against data=NAME's split
     n: int = 10000
     sampler: Optional[SamplerName] = None  # None: the checkpoint's own sampler settings
     steps: Optional[int] = None  # network evaluations; None: the checkpoint's (a new sampler: its default)

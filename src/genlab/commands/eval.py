@@ -18,6 +18,8 @@ from omegaconf import DictConfig
 
 from genlab.build import pick_device
 from genlab.commands.args import EvalArgs, check_writable, parse_command_args
+from genlab.commands.eval_folder import eval_folder_command
+from genlab.config import parse_overrides
 from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
 from genlab.images import image_grid, save_png_folder
@@ -36,7 +38,10 @@ MARKDOWN_COLUMNS = ("checkpoint", "weights", "sampler", "n", "FID", "KID x1e3", 
 
 def parse_eval_args(args: list[str]) -> EvalArgs:
     """Typed `genlab eval` arguments; unknown keys and wrong types fail with the valid keys listed."""
-    parsed = parse_command_args(EvalArgs, args, "eval", {"ckpt": "the checkpoint to evaluate"})
+    parsed = parse_command_args(EvalArgs, args, "eval", {})
+    if (parsed.ckpt is None) == (parsed.samples is None):
+        raise GenlabError("eval needs ckpt=PATH (a checkpoint to sample) or samples=DIR (a folder of images to score, "
+                          "with data=NAME), not both.")
     if parsed.n < 10:
         raise GenlabError(f"n={parsed.n}: evaluate at least 10 samples (the Inception Score uses up to 10 splits).")
     if parsed.batch_size <= 0:
@@ -113,7 +118,13 @@ def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_re
 
 def eval_command(args: list[str]) -> dict[str, Any]:
     """Run `genlab eval`; write the JSON, print a Markdown row and return the result."""
-    a = parse_eval_args(args)
+    data = {k: v for k, v in parse_overrides(args).items() if k == "data" or k.startswith("data.")}
+    a = parse_eval_args([arg for arg in args if arg.partition("=")[0] not in data])
+    if a.samples is not None:
+        return eval_folder_command(a, data)
+    if data:
+        raise GenlabError(f"{', '.join(data)}: the dataset of a checkpoint is its own; data= names the split of "
+                          "samples=DIR.")
     spec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
     ckpt = read_checkpoint(a.ckpt)
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)

@@ -1,0 +1,110 @@
+"""`genlab eval samples=DIR data=NAME`: score a folder of images from any code base against a genlab dataset split,
+with the same extractors, cached reference statistics and provenance JSON as a checkpoint's samples."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from genlab.build import build_datamodule, pick_device, resolve_data_keys
+from genlab.commands.args import EvalArgs, check_writable
+from genlab.config import load_config
+from genlab.data.image_folder import IMAGE_EXTENSIONS
+from genlab.errors import GenlabError
+from genlab.images import save_png_folder, to_8bit
+from genlab.metrics.domain import check_domain_classifier
+from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec
+from genlab.metrics.fidelity import fidelity_metrics, isc_note
+from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
+
+
+def split_config(data: dict[str, str]) -> DictConfig:
+    """The run config that names the split: data=NAME (a configs/data block) and any data.* keys."""
+    if "data" not in data:
+        raise GenlabError("samples=DIR needs the dataset to compare with: data=NAME (digits, mnist, cifar10, ...), "
+                          "and data.root=PATH where it lives.")
+    cfg = load_config(data)
+    datamodule = build_datamodule(cfg)
+    datamodule.check_available()
+    resolve_data_keys(cfg, datamodule)
+    return cfg
+
+
+def folder_images(folder: Path, channels: int, resolution: int) -> tuple[Tensor, dict[str, Any]]:
+    """Every image of a folder as [-1, 1] floats [N, C, R, R], converted to the split's channels and resolution
+    (bilinear with antialiasing, as torch-fidelity resizes), and a note of what was converted."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise GenlabError(f"samples={folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in that folder.")
+    images, sizes, modes = [], set(), set()
+    mode = "L" if channels == 1 else "RGB"
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                sizes.add(img.size)
+                modes.add(img.mode)
+                pixels = torch.from_numpy(np.asarray(to_8bit(img).convert(mode)).copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise GenlabError(f"samples: cannot read image {path} ({exc}); remove it from the folder.") from None
+        x = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)  # [C, H, W] uint8
+        x = x.float().unsqueeze(0) / 127.5 - 1.0
+        if x.shape[-2:] != (resolution, resolution):
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+        images.append(x.clamp(-1, 1))
+    note = {"files": len(files), "sizes_found": sorted(list(s) for s in sizes), "modes_found": sorted(modes),
+            "resized_to": [resolution, resolution] if sizes != {(resolution, resolution)} else None,
+            "converted_to": mode if modes != {mode} else None}
+    return torch.cat(images), note
+
+
+def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
+    """Score a.samples against the split of `data`; write the JSON and return the result."""
+    cfg = split_config(data)
+    spec: ExtractorSpec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
+    if spec.features == "domain":
+        check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
+    out = Path(a.out or "eval_folder.json")
+    samples_dir = out.with_name(out.stem + "_samples")
+    check_writable(f"{samples_dir}/")
+    started = time.time()
+    images, note = folder_images(Path(a.samples), int(cfg.data.channels), int(cfg.data.resolution))
+    for what in ("resized_to", "converted_to"):
+        if note[what]:
+            print(f"genlab: samples {what.replace('_', ' ')} {note[what]} (found {note['sizes_found']}, "
+                  f"{note['modes_found']}) to match the {cfg.data.name} split")
+    save_png_folder(images, samples_dir, replace=True)
+    device = pick_device(a.device)
+    cache_dir = cache_dir_of(a.cache_dir)
+    key = reference_key(cfg.data, str(a.split), cfg.seed, spec)
+    features = reference_features(cfg, str(a.split), create_extractor(spec, device), key, cache_dir, a.batch_size)
+    n_real = int(features[spec.fid_layer].shape[0])
+    metrics = fidelity_metrics(spec, samples_dir, SplitImages(cfg, str(a.split)), key, n_real, cache_dir,
+                               a.batch_size, device.type == "cuda", a.seed)
+    isc_valid, isc_text = isc_note(spec)
+    result = {
+        "metrics": metrics, "isc_valid": isc_valid, "isc_note": isc_text,
+        "samples": {"source": str(Path(a.samples).resolve()), **note, "scored_dir": str(samples_dir.resolve())},
+        "n": len(images),
+        "extractor": {"features": spec.features, "name": spec.name, "weights_path": str(spec.weights_path.resolve()),
+                      "weights_sha256": spec.weights_sha256},
+        "reference": {"key": key, "cache_dir": str(cache_dir.resolve()), "dataset": str(cfg.data.name),
+                      "split": str(a.split), "num_images": n_real, "resolution": int(cfg.data.resolution),
+                      "channels": int(cfg.data.channels), "data": data},
+        "versions": {"torch": torch.__version__},
+        "device": str(device), "seconds": {"total": round(time.time() - started, 2)},
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    f = spec.features
+    print(f"genlab: wrote {out}: {len(images)} images of {a.samples} against {cfg.data.name}/{a.split} ({key}): "
+          f"FID {metrics[f'fid_{f}']:.3f}, precision {metrics[f'precision_{f}']:.3f}, "
+          f"recall {metrics[f'recall_{f}']:.3f}")
+    return result
