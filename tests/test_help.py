@@ -41,7 +41,7 @@ def test_sample_help_shows_types_defaults_choices_and_comments(capsys: pytest.Ca
     out = capsys.readouterr().out
     assert re.search(r"^  sampler +ddim\|ddpm\|dpmpp_2m\|unipc\|heun\|euler = ddim", out, re.M)
     assert re.search(r"^  ckpt +str = \(required\)", out, re.M)
-    assert re.search(r"^  out +str = samples\.png  # a \.png file for a grid", out, re.M)
+    assert re.search(r"^  out +str\? = null\n +a \.png file for a grid", out, re.M)
 
 
 @pytest.mark.parametrize("command", ["train", "config"])
