@@ -10,6 +10,7 @@ import pytest
 
 from conftest import TINY
 from genlab.cli import main
+from genlab.images import load_png
 
 
 def last_logged(run_dir: Path, key: str) -> float:
@@ -40,6 +41,10 @@ def test_compare_two_tiny_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert f"{last_logged(ddpm, 'train/loss'):.4g} (loss)" in ddpm_row[5]
     assert f"{last_logged(gan, 'train/d_loss'):.4g} (d_loss)" in gan_row[5]
     assert str(ddpm / "checkpoints" / "last.ckpt") in ddpm_row[7] and "trainer.max_steps=4" in gan_row[2]
+    # the curves beside the table: train loss (the GAN's d_loss) and val loss, a line per run
+    curves = load_png(tmp_path / "table.png")
+    assert curves.shape[1] > 300 and curves.shape[2] > 2 * curves.shape[1]  # two or more panels side by side
+    assert "the curves (train loss, val loss)" in printed
 
 
 def test_compare_refuses_folders_that_are_not_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

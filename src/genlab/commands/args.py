@@ -143,7 +143,7 @@ class InterpolateArgs:
 class CompareArgs:
     """Arguments of `genlab compare` (besides the run folders)."""
 
-    out: str = "compare.md"
+    out: str = "compare.md"  # the Markdown table; the curves go beside it as .png (out=compare.png works too)
 
 
 ArgsT = TypeVar("ArgsT")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.commands.args import CompareArgs, parse_command_args
+from genlab.commands.compare_plot import plot_runs
 from genlab.errors import GenlabError
 from genlab.runs import RunDir
 from genlab.runs.record import read_record
@@ -83,7 +84,7 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
 
 
 def compare_command(args: list[str]) -> None:
-    """Run `genlab compare RUN_DIR ... [out=compare.md]`: print the table and save it."""
+    """Run `genlab compare RUN_DIR ... [out=compare.md]`: print the table, save it and the curves beside it."""
     folders = [a for a in args if "=" not in a]
     a = parse_command_args(CompareArgs, [x for x in args if "=" in x], "compare", {})
     runs = [Path(f) for f in folders]
@@ -92,7 +93,13 @@ def compare_command(args: list[str]) -> None:
         raise GenlabError("give run folders to compare, e.g. genlab compare runs/*/* (each holds config.yaml).")
     if missing:
         raise GenlabError(f"not genlab run folders (no config.yaml): {', '.join(missing[:5])}.")
-    table = markdown_table([summarise(r) for r in runs])
+    summaries = [summarise(r) for r in runs]
+    table = markdown_table(summaries)
     print(table, end="")
-    Path(a.out).write_text(table)
-    print(f"genlab: saved the table to {a.out}")
+    out = Path(a.out)
+    table_path, plot_path = out.with_suffix(".md"), out.with_suffix(".png")  # out=compare.md or out=compare.png
+    table_path.write_text(table)
+    labels = [f"{s['experiment']} ({Path(s['run']).name}) {s['overrides']}".strip() for s in summaries]
+    drawn = plot_runs(list(zip(labels, [_metrics(r) for r in runs])), plot_path)
+    print(f"genlab: saved the table to {table_path}" + (f" and the curves ({', '.join(drawn)}) to {plot_path}"
+                                                        if drawn else ""))
