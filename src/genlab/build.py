@@ -82,7 +82,8 @@ def build_diffusion(cfg: DictConfig) -> GaussianDiffusion:
     d = cfg.diffusion
     kwargs = {"beta_start": d.beta_start, "beta_end": d.beta_end} if d.schedule == "linear" else {}
     betas = make_betas(str(d.schedule), d.timesteps, **kwargs)
-    return GaussianDiffusion(betas, variance=str(d.variance))
+    return GaussianDiffusion(betas, variance=str(d.variance), prediction=str(d.prediction),
+                             loss_weighting=str(d.loss_weighting), min_snr_gamma=d.min_snr_gamma)
 
 
 def build_classifier(cfg: DictConfig) -> NoiseAwareClassifier:

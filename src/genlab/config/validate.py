@@ -39,6 +39,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.diffusion.beta_start, cfg.diffusion.beta_end),
         "0 < beta_start < beta_end < 1",
     )
+    _check(cfg.diffusion.min_snr_gamma > 0, "diffusion.min_snr_gamma", cfg.diffusion.min_snr_gamma, "> 0")
     for term in cfg.diffusion.loss_weights:
         _check(term in LOSS_TERMS, f"diffusion.loss_weights.{term}", term, f"one of {sorted(LOSS_TERMS)}")
     _check(0.0 <= cfg.model.p_uncond <= 1.0, "model.p_uncond", cfg.model.p_uncond, "in [0, 1]")

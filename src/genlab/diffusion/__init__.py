@@ -17,6 +17,7 @@ from genlab.diffusion.gaussian import (
     x0_coefficients,
 )
 from genlab.diffusion.generate import Steering, generate, guided_functions
+from genlab.diffusion.prediction import LossWeighting, Prediction, loss_weight, target, to_eps, to_x0
 from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance, guidance_weight
 from genlab.diffusion.inversion import ddim_invert, slerp
 from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, timestep_batch
@@ -44,6 +45,12 @@ from genlab.diffusion.solvers import (
 from genlab.diffusion.time_grids import CLEAN, TIME_GRIDS, GridName, GridPoint, VPSchedule, grid_points, time_grid
 
 __all__ = [
+    "LossWeighting",
+    "Prediction",
+    "loss_weight",
+    "target",
+    "to_eps",
+    "to_x0",
     "DEFAULT_STEPS",
     "SamplerName",
     "SamplerSettings",

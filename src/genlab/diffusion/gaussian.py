@@ -13,6 +13,8 @@ from typing import Callable, Protocol
 import torch
 from torch import Tensor, nn
 
+from genlab.diffusion.prediction import LossWeighting, Prediction, loss_weight, target
+
 class Variance(StrEnum):
     """sigma_t^2 of the reverse process (DDPM sec. 3.2)."""
 
@@ -53,6 +55,8 @@ class LossInputs:
     t: Tensor
     noise: Tensor
     model_output: Tensor
+    target: Tensor  # what the network should output: eps, x0 or v (diffusion.prediction)
+    weight: Tensor  # [B, 1, ..., 1] weight of each sample's target MSE (diffusion.loss_weighting)
 
 
 def mean_flat(x: Tensor) -> Tensor:
@@ -61,8 +65,9 @@ def mean_flat(x: Tensor) -> Tensor:
 
 
 def _eps_mse(inp: LossInputs) -> Tensor:
-    # L_simple, eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, per sample.
-    return mean_flat((inp.noise - inp.model_output) ** 2)
+    # L_simple, eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, per sample; with another
+    # prediction target the same MSE of that target, and with Min-SNR its per-timestep weight (prediction.py).
+    return mean_flat(inp.weight * (inp.target - inp.model_output) ** 2)
 
 
 # Named loss terms; `training_losses` returns each requested one and their weighted sum.
@@ -76,8 +81,11 @@ class GaussianDiffusion(nn.Module):
     parameters, and the network is never stored here.
     """
 
-    def __init__(self, betas: Tensor, variance: str = "beta_tilde") -> None:
+    def __init__(self, betas: Tensor, variance: str = "beta_tilde", prediction: str = "eps",
+                 loss_weighting: str = "uniform", min_snr_gamma: float = 5.0) -> None:
         super().__init__()
+        self.prediction, self.loss_weighting = Prediction(prediction), LossWeighting(loss_weighting)
+        self.min_snr_gamma = float(min_snr_gamma)
         if variance not in VARIANCES:
             raise ValueError(f"unknown variance {variance!r}: expected one of {', '.join(VARIANCES)}")
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
@@ -124,7 +132,8 @@ class GaussianDiffusion(nn.Module):
             self.register_buffer(name, value.to(torch.float32), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"num_timesteps={self.num_timesteps}, variance={self.variance!r}"
+        return (f"num_timesteps={self.num_timesteps}, variance={self.variance!r}, prediction={str(self.prediction)!r}, "
+                f"loss_weighting={str(self.loss_weighting)!r}")
 
     def extract(self, buf: Tensor, t: Tensor, x: Tensor) -> Tensor:
         """The schedule accessor: buf[t] shaped [B, 1, ..., 1] to broadcast against x, in x's dtype and device; `buf` itself stays put."""
@@ -217,7 +226,10 @@ class GaussianDiffusion(nn.Module):
         if noise is None:
             noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)
-        inp = LossInputs(x0=x0, x_t=x_t, t=t, noise=noise, model_output=model_fn(x_t, t, **(model_kwargs or {})))
+        alpha_bar = self.extract(self.alphas_cumprod, t, x0)
+        inp = LossInputs(x0=x0, x_t=x_t, t=t, noise=noise, model_output=model_fn(x_t, t, **(model_kwargs or {})),
+                         target=target(self.prediction, x0, noise, alpha_bar),
+                         weight=loss_weight(self.prediction, self.loss_weighting, alpha_bar, self.min_snr_gamma))
         terms = {name: LOSS_TERMS[name](inp) for name in weights}
         terms["loss"] = sum(float(weights[name]) * terms[name] for name in weights)
         return terms

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config import from_container
-from genlab.diffusion import SamplerSettings, Steering, generate
+from genlab.diffusion import Prediction, SamplerSettings, Steering, VPSchedule, generate, to_eps
 from genlab.errors import GenlabError
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.sample_shares import balanced_labels, grid_share
@@ -33,6 +33,7 @@ class DiffusionModule(L.LightningModule):
         # Built at the first training step, after EMAWeightAveraging has deep-copied the module without it.
         self._compiled_unet: Callable[..., Tensor] | None = None
         self.diffusion = build_diffusion(self.cfg)
+        self._schedule: VPSchedule | None = None  # the schedule at fractional t, built when a solver first needs it
         self.loss_weights = dict(self.cfg.diffusion.loss_weights)
         # p_uncond = 1 drops every label: that is an unconditional model, so build_unet makes one.
         self.conditional = self.unet.null_class is not None
@@ -42,11 +43,28 @@ class DiffusionModule(L.LightningModule):
     def image_shape(self) -> tuple[int, int, int]:
         return (self.cfg.data.channels, self.cfg.data.resolution, self.cfg.data.resolution)
 
-    def model_fn(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """epsilon_theta(x_t, t[, y]): the network contract that the samplers and losses use."""
+    def network_output(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """The U-Net's raw output at (x_t, t[, y]): eps, x0 or v (diffusion.prediction); what the loss trains."""
         if self.channels_last:
             x = as_channels_last(x)
         return self._network()(x, t, y)
+
+    def model_fn(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """epsilon_theta(x_t, t[, y]), whatever the network predicts: the contract of the samplers, solvers, guidance,
+        the NLL and inversion. t may be fractional (the ODE solvers' grids)."""
+        output = self.network_output(x, t, y)
+        if self.diffusion.prediction == Prediction.eps:
+            return output
+        return to_eps(self.diffusion.prediction, output, x, self.alpha_bar(t, x))
+
+    def alpha_bar(self, t: Tensor, x: Tensor) -> Tensor:
+        """abar_t shaped to broadcast against x; interpolated between timesteps for fractional t."""
+        if not t.is_floating_point():
+            return self.diffusion.extract(self.diffusion.alphas_cumprod, t, x)
+        if self._schedule is None:
+            self._schedule = VPSchedule.from_diffusion(self.diffusion)
+        abar = self._schedule.alpha_bar(t.detach().double().cpu()).to(device=x.device, dtype=x.dtype)
+        return abar.view(-1, *([1] * (x.ndim - 1)))  # [B] -> [B, 1, ..., 1]
 
     def _network(self) -> Callable[..., Tensor]:
         """The compiled U-Net in training when perf.compile, else the module itself (sampling sees many shapes)."""
@@ -61,7 +79,7 @@ class DiffusionModule(L.LightningModule):
         t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator, *rank_and_world(self))
         model_kwargs = {"y": self.drop_labels(y, generator)} if self.conditional else {}
         terms = self.diffusion.training_losses(
-            self.model_fn, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
+            self.network_output, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
         )
         return terms, t
 
