@@ -49,6 +49,8 @@ def validate(cfg: DictConfig) -> None:
     _check(0.0 < cfg.model.ema.decay < 1.0, "model.ema.decay", cfg.model.ema.decay, "in (0, 1)")
     SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.")
     _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
+    if cfg.trainer.max_time is not None:
+        _check(cfg.trainer.max_time > 0, "trainer.max_time", cfg.trainer.max_time, "a positive number of minutes")
     _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
     _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
     _check(cfg.trainer.nonfinite_window > 0, "trainer.nonfinite_window", cfg.trainer.nonfinite_window, "> 0")

@@ -17,7 +17,8 @@ from genlab.runs.folder import RunDir
 # Speed levers (perf.*, DataLoader flags) change how fast, not what, a run computes: they may change on resume,
 # and runs saved before these keys existed resume too.
 # The sampler blocks only choose how grids and FID samples are drawn, never what training computes.
-MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.enable_progress_bar", "logger.",
+MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.max_time", "trainer.enable_progress_bar",
+              "logger.",
               "perf.", "data.pin_memory", "data.persistent_workers", "sampler.", "eval.sampler", "eval.steps")
 
 

@@ -31,6 +31,7 @@ from genlab.runs.resume import (
     restore_csv_log,
 )
 from genlab.training.callbacks.class_accuracy import load_scorer
+from genlab.training.callbacks.final_checkpoint import out_of_time
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.sample_grid import SampleGrid
 from genlab.training.loggers import finish_wandb, summarise_best_fid
@@ -87,7 +88,7 @@ def fit(cfg: DictConfig, run: RunDir, datamodule: ImageDataModule, model: L.Ligh
         if rank_zero:
             finish_wandb(trainer.loggers)
     if rank_zero:
-        finish_record(run, trainer, started)
+        finish_record(cfg, run, trainer, started)
     return run.root
 
 
@@ -153,7 +154,7 @@ def start_record(cfg: DictConfig, run: RunDir, trainer: L.Trainer, overrides: di
             summarise_best_fid(trainer.loggers, str(cfg.eval.features))
 
 
-def finish_record(run: RunDir, trainer: L.Trainer, started: float) -> None:
+def finish_record(cfg: DictConfig, run: RunDir, trainer: L.Trainer, started: float) -> None:
     """run.json's end fields (status, wall time, final metrics) and the one-line summary."""
     metrics = trainer.callback_metrics
     final: dict[str, Any] = {k: float(v) for k, v in metrics.items() if v.numel() == 1}
@@ -163,8 +164,12 @@ def finish_record(run: RunDir, trainer: L.Trainer, started: float) -> None:
         print(f"genlab: stopped by {interrupted.received} at step {trainer.global_step}; resume with resume=auto "
               f"run_dir={run.root}.")
         return
-    record_end(run.root, started, trainer.global_step, "finished", final)
+    on_time = out_of_time(trainer) and trainer.global_step < trainer.max_steps
+    status = f"stopped at its time budget (trainer.max_time={cfg.trainer.max_time:g} min)" if on_time else "finished"
+    record_end(run.root, started, trainer.global_step, status, final)
     summary = f"genlab: trained {trainer.global_step} steps in {time.time() - started:.0f} s"
+    if on_time:
+        summary += f", {status}"
     shown = [k for k in SUMMARY_KEYS if k in metrics] + [k for k in metrics if k.startswith("val/fid_")]
     if shown:
         summary += " (" + ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown) + ")"

@@ -99,6 +99,7 @@ def build_trainer(
     batches_per_step = cfg.gan.d_steps if gan else 1
     return L.Trainer(
         max_steps=t.max_steps,
+        max_time=datetime.timedelta(minutes=t.max_time) if t.max_time is not None else None,
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
         devices=t.devices,

@@ -1,4 +1,4 @@
-"""Save `last.ckpt` at the final training step when the periodic checkpoint did not fall on it."""
+"""Save `last.ckpt` at the final training step, whether the run ends at max_steps or at its time budget."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint, Timer
 
 
-class FinalCheckpoint(L.Callback):
-    """ModelCheckpoint saves every N steps; a run of max_steps not divisible by N would end unsaved.
+def out_of_time(trainer: L.Trainer) -> bool:
+    """The run's time budget (trainer.max_time, Lightning's Timer) is spent."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    remaining = timer.time_remaining() if timer is not None else None
+    return remaining is not None and remaining <= 0
 
-    This saves at the last batch, before EMAWeightAveraging's on_train_end overwrites the raw
-    weights with the averaged ones, so the checkpoint keeps both.
+
+class FinalCheckpoint(Checkpoint):
+    """ModelCheckpoint saves every N steps; a run of max_steps not divisible by N, or one stopped by its time budget,
+    would end unsaved.
+
+    This saves at the last batch, before EMAWeightAveraging's on_train_end overwrites the raw weights with the
+    averaged ones, so the checkpoint keeps both. It is a `Checkpoint`, so Lightning runs it after its Timer, which
+    decides at the same batch whether the time is up.
     """
 
     def __init__(self, path: Path, every_n_steps: int) -> None:
@@ -21,5 +31,6 @@ class FinalCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step
-        if step == trainer.max_steps and step % self.every_n_steps != 0:
+        last = step == trainer.max_steps or (trainer.should_stop and out_of_time(trainer))
+        if last and step % self.every_n_steps != 0:
             trainer.save_checkpoint(self.path)

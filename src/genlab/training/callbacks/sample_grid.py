@@ -11,6 +11,7 @@ from torch import Tensor
 
 from genlab.images import image_grid, save_png
 from genlab.runs import RunDir
+from genlab.training.callbacks.final_checkpoint import out_of_time
 
 
 def log_image(trainer: L.Trainer, key: str, image: Tensor, step: int) -> None:
@@ -66,7 +67,8 @@ class SampleGrid(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """samples/final.png, with the weights the run ends with (EMAWeightAveraging has copied the average in by
         now). When the last validation fell on the final step its grid shows these weights already: copy it."""
-        stopped_early = trainer.should_stop and trainer.global_step < trainer.max_steps  # a signal: not the end
+        # A signal is not the end of the run; its time budget is.
+        stopped_early = trainer.should_stop and trainer.global_step < trainer.max_steps and not out_of_time(trainer)
         if not trainer.is_global_zero or stopped_early:
             return
         last = self.run.grid(trainer.global_step)

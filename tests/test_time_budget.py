@@ -1,0 +1,39 @@
+"""trainer.max_time: a run stops at its time budget with its checkpoint, final grid and status; a resumed run
+spends only what is left of the budget (Lightning's Timer stores the time spent in the checkpoint)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import TINY
+from genlab.cli import main
+from genlab.runs.checkpoint import read_checkpoint
+
+BUDGET = ["trainer.max_steps=100000", "trainer.val_every_n_steps=100000", "callbacks.checkpoint.every_n_steps=100000"]
+
+
+def record(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def test_a_run_stops_at_its_budget_and_a_resumed_one_spends_only_the_rest(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "experiment=ddpm_digits", *TINY, *BUDGET, "trainer.max_time=0.05", f"run_dir={run}"]) == 0
+    first = record(run)
+    assert first["status"] == "stopped at its time budget (trainer.max_time=0.05 min)" and first["steps"] > 0
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == first["steps"]  # saved at the step it stopped
+    assert (run / "samples" / "final.png").is_file()
+    timer = next(v for k, v in ckpt["callbacks"].items() if k.startswith("Timer"))
+    assert timer["time_elapsed"]["train"] >= 3.0  # 0.05 min, spent and stored
+
+    # The same budget again: nothing is left, so the resumed run stops at once.
+    assert main(["train", "experiment=ddpm_digits", *TINY, *BUDGET, "trainer.max_time=0.05", "resume=auto",
+                 f"run_dir={run}"]) == 0
+    assert record(run)["steps"] <= first["steps"] + 1
+    # A larger budget: the run goes on for what the new budget leaves.
+    assert main(["train", "experiment=ddpm_digits", *TINY, *BUDGET, "trainer.max_time=0.1", "resume=auto",
+                 f"run_dir={run}"]) == 0
+    assert record(run)["steps"] > first["steps"] + 1
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == record(run)["steps"]
