@@ -28,3 +28,12 @@ genlab table ddim_steps_eta ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt "valu
 genlab table cfg_guidance ckpt=runs/cfg_mnist/cpu/checkpoints/last.ckpt $EVAL
 genlab table classifier_scale ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt \
     classifier=runs/classifier_mnist/cpu/checkpoints/last.ckpt $EVAL
+
+# Fast samplers (this stop): FID against network evaluations for DDIM and the ODE solvers on the same DDPM, and the
+# same latents decoded at several step counts. The DDPM and the judge were trained again with the commands above
+# (the code of this stop; both jobs OMP_NUM_THREADS=1), so this table's numbers are not those of the tables above.
+genlab table nfe_sweep ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt $EVAL
+genlab sample ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt sampler=unipc spacing=uniform steps=3,5,10,20,50 n=10 \
+    out=$OUT/nfe_consistency_unipc.png
+genlab sample ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt sampler=ddim steps=3,5,10,20,50 n=10 \
+    out=$OUT/nfe_consistency_ddim.png
