@@ -70,9 +70,10 @@ def test_network_evaluations_are_what_the_settings_say(name: str, steps: int, nf
 
 def test_solver_defaults_and_grids() -> None:
     s = SamplerSettings().override(name="dpmpp_2m")
-    assert (s.steps, s.grid) == (20, "logsnr")
+    assert (s.steps, s.grid) == (20, "uniform")
     assert SamplerSettings().override(name="heun").grid == "karras"
-    assert SamplerSettings(spacing="quadratic").override(name="unipc").grid == "logsnr"  # a new sampler's own grid
+    assert SamplerSettings(spacing="quadratic").override(name="unipc").grid == "uniform"  # a new sampler's own grid
+    assert SamplerSettings(spacing="quadratic").override(name="heun").grid == "karras"
     assert SamplerSettings().override(name="euler", spacing="uniform").grid == "uniform"
     assert SamplerSettings().override(name="heun").with_nfe(10).steps == 5  # 9 NFE, the most within 10
     assert SamplerSettings().override(name="unipc").with_nfe(10).steps == 10

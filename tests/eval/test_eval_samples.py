@@ -39,7 +39,7 @@ def test_fid_callback_samples_with_eval_sampler_over_the_sampler_block() -> None
     resolve_data_keys(cfg, build_datamodule(cfg))
     module = DiffusionModule(to_container(cfg))
     settings = FIDCallback(cfg).sampler_kwargs(module)["settings"]
-    assert (settings.name, settings.steps, settings.grid) == ("dpmpp_2m", 4, "logsnr")
+    assert (settings.name, settings.steps, settings.grid) == ("dpmpp_2m", 4, "uniform")
     assert module.sampler_settings.name == "ddim"  # the grids keep the sampler block's
 
 
