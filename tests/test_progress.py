@@ -19,13 +19,24 @@ from genlab.training.trainer import show_progress
 def test_training_bar_counts_the_runs_steps_from_the_resumed_step() -> None:
     bar = ProgressBar()
     bar._train_progress_bar = Tqdm(total=25, disable=True)  # Lightning's per-epoch bar: 25 batches
-    trainer = SimpleNamespace(max_steps=1500, global_step=600, current_epoch=24)
+    trainer = SimpleNamespace(max_steps=1500, global_step=600, current_epoch=24, callbacks=[])
     bar.on_train_epoch_start(trainer)
     assert (bar.train_progress_bar.total, bar.train_progress_bar.n, bar.train_progress_bar.initial) == (1500, 600, 600)
     trainer.global_step, trainer.current_epoch = 625, 25
     bar.train_progress_bar.n = 625
     bar.on_train_epoch_start(trainer)  # the next epoch keeps the one bar
     assert (bar.train_progress_bar.total, bar.train_progress_bar.n) == (1500, 625)
+
+
+def test_with_a_time_budget_the_bar_counts_its_seconds() -> None:
+    from lightning.pytorch.callbacks import Timer
+
+    timer = Timer(duration={"minutes": 20})
+    timer._offset = 300.0  # a resumed run that spent 5 of its 20 minutes before
+    bar = ProgressBar()
+    bar._train_progress_bar = Tqdm(total=25, disable=True)
+    bar.on_train_epoch_start(SimpleNamespace(max_steps=10**6, global_step=900, current_epoch=3, callbacks=[timer]))
+    assert (bar.train_progress_bar.total, bar.train_progress_bar.n) == (1200, 300)
 
 
 def test_bars_are_off_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
