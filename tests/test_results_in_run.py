@@ -77,3 +77,20 @@ def test_eval_logs_into_the_runs_wandb_run(wandb_run: tuple[Path, Path], capsys:
     logged = [row for row in history if "eval/last-ddim3-n12-domain/fid_domain" in row]
     assert logged and logged[0]["eval/last-ddim3-n12-domain/fid_domain"] == pytest.approx(fid)
     assert any(row.get("eval/last-ddim3-n12-domain/samples/_type") == "image-file" for row in history)
+
+
+def test_eval_logs_into_the_runs_tensorboard(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="logger=tensorboard needs the tensorboard extra (pip install '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["train", "experiment=classifier_digits", *TINY, f"run_dir={tmp_path / 'clf'}"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "experiment=ddpm_digits", "logger=tensorboard", *TINY, "trainer.max_steps=4",
+                 f"run_dir={run}"]) == 0
+    assert main(["eval", f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "n=12", "features=domain", "steps=3",
+                 f"domain_classifier={tmp_path / 'clf' / 'checkpoints' / 'last.ckpt'}",
+                 f"cache_dir={tmp_path / 'cache'}"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert "eval/last-ddim3-n12-domain/fid_domain" in events.Tags()["scalars"]
+    assert "eval/last-ddim3-n12-domain/samples" in events.Tags()["images"]
