@@ -225,3 +225,18 @@ def test_eval_with_respaced_ddpm_records_its_sampler(fid_run: Path, classifier_c
     assert "variance= applies to sampler=ddpm" in capsys.readouterr().err
     assert main([*base, "sampler=ddpm", "steps=1"]) == 2
     assert "steps=1 must lie in [2, T" in capsys.readouterr().err  # sampler.ddpm_steps is sampler.steps now
+
+
+def test_a_truncated_cache_file_is_named_deleted_and_recomputed_by_eval(
+    fid_run: Path, classifier_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["eval", f"ckpt={fid_run / 'checkpoints' / 'last.ckpt'}", "n=12", "steps=3", "features=domain",
+            f"domain_classifier={classifier_ckpt}", f"cache_dir={tmp_path / 'cache'}", "log_to_run=false"]
+    assert main([*args, f"out={tmp_path / 'a.json'}"]) == 0
+    (stat,) = (tmp_path / "cache").glob("*-stat-fid-pooled.pt")
+    stat.write_bytes(stat.read_bytes()[: stat.stat().st_size // 2])  # a run killed while writing it
+    capsys.readouterr()
+    assert main([*args, f"out={tmp_path / 'b.json'}"]) == 0
+    assert f"the cached reference statistics {stat} are unreadable" in capsys.readouterr().out
+    first, second = (json.loads((tmp_path / f"{n}.json").read_text())["metrics"] for n in ("a", "b"))
+    assert second["fid_domain"] == pytest.approx(first["fid_domain"], rel=1e-6)  # recomputed, the same number
