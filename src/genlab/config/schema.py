@@ -125,12 +125,19 @@ class OptimConfig:
     warmup_steps: int = 0
 
 
+class EMAKind(StrEnum):
+    ema = "ema"  # the classic EMA: decay per step (optionally from start_step)
+    power = "power"  # Karras et al. 2024: a power-function profile of relative width sigma_rel, correct from step 0
+
+
 @dataclass
 class EMAConfig:
     enabled: bool = True
-    decay: float = 0.9999
-    start_step: int = 0
-    every_n_steps: int = 1
+    kind: EMAKind = EMAKind.ema
+    decay: float = 0.9999  # kind=ema
+    start_step: int = 0  # kind=ema
+    every_n_steps: int = 1  # kind=ema
+    sigma_rel: float = 0.05  # kind=power: the profile's width relative to the run (0.05: gamma = 16.97)
 
 
 @dataclass

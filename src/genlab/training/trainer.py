@@ -18,6 +18,7 @@ from genlab.training.callbacks.best_checkpoint import FiniteModelCheckpoint
 from genlab.training.callbacks.fid import FIDCallback
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.nonfinite import NonFiniteGuard
+from genlab.training.callbacks.power_ema import PowerEMAWeightAveraging
 from genlab.training.callbacks.resume_state import ResumeState
 from genlab.training.loggers import build_loggers
 
@@ -35,7 +36,9 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
     if cb.loss_curve:
         callbacks.append(LossCurve(run.loss_curve, every_n_steps=cfg.trainer.log_every_n_steps, kind=cfg.model.kind))
     ema = cfg.model.ema
-    if ema.enabled:
+    if ema.enabled and ema.kind == "power":
+        callbacks.append(PowerEMAWeightAveraging(sigma_rel=ema.sigma_rel))
+    elif ema.enabled:
         callbacks.append(
             EMAWeightAveraging(
                 decay=ema.decay, update_every_n_steps=ema.every_n_steps, update_starting_at_step=ema.start_step
