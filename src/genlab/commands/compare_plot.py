@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from genlab.training.callbacks.loss_curve import smooth  # noqa: E402  (one moving average for both plots)
+
 # Panels: (title, the logged keys it may show: the first a run has is drawn), y scale.
 PANELS = (
     ("train loss", ("train/loss", "train/d_loss"), "log"),
@@ -21,16 +23,6 @@ PANELS = (
 def _series(rows: list[dict[str, str]], key: str) -> tuple[list[int], list[float]]:
     points = [(int(r["step"]) + 1, float(r[key])) for r in rows if r.get(key) not in (None, "") and r.get("step")]
     return [s for s, _ in points], [v for _, v in points]
-
-
-def _smooth(values: list[float], window: int = 10) -> list[float]:
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
 
 
 def plot_runs(runs: list[tuple[str, list[dict[str, str]]]], path: Path) -> list[str]:
@@ -48,7 +40,7 @@ def plot_runs(runs: list[tuple[str, list[dict[str, str]]]], path: Path) -> list[
             steps, values = _series(rows, key)
             if not steps:
                 continue
-            shown: Any = _smooth(values) if key.startswith("train/") else values
+            shown: Any = smooth(values, 10) if key.startswith("train/") else values
             short = label if len(label) <= 90 else label[:87] + "..."
             ax.plot(steps, shown, marker=None if key.startswith("train/") else "o", markersize=3, label=short)
         ax.set(title=title, xlabel="step", yscale=yscale)
