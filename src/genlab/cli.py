@@ -35,6 +35,8 @@ commands:
           classifier=PATH eval_classifier=PATH out=tables batch_size=250 wandb=true|false ...]
           run a sweep spec (experiments/tables/*.yaml, or its name): every cell evaluated as genlab eval does,
           cached by its settings' hash (a rerun skips finished cells); writes <out>/<name>.md, .csv and .png
+  ema     ckpt=PATH sigma_rel=S [out=PATH]
+          rebuild the EMA of length sigma_rel after training from a run's power-EMA snapshots (model.ema.posthoc=true)
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 
@@ -60,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "compare_command"),
     "eval": ("eval", "eval_command"),
     "table": ("table", "table_command"),
+    "ema": ("ema", "ema_command"),
 }
 
 

@@ -140,6 +140,15 @@ class InterpolateArgs:
 
 
 @dataclass
+class EMAArgs:
+    """Arguments of `genlab ema`."""
+
+    ckpt: str = MISSING  # a checkpoint of a run trained with model.ema.posthoc=true
+    sigma_rel: float = MISSING  # the EMA length to rebuild, relative to the run (0.05: gamma = 16.97)
+    out: Optional[str] = None  # None: <run>/checkpoints/posthoc-sigma<sigma_rel>.ckpt
+
+
+@dataclass
 class CompareArgs:
     """Arguments of `genlab compare` (besides the run folders)."""
 

@@ -129,6 +129,8 @@ COMMAND_HELP: dict[str, tuple[str, str | None, str]] = {
     "interpolate": ("ckpt=PATH a=SOURCE b=SOURCE [key=value ...]", "InterpolateArgs",
                     "decode latents on the great circle between two endpoints"),
     "compare": ("RUN_DIR ... [key=value ...]", "CompareArgs", "one table of runs"),
+    "ema": ("ckpt=PATH sigma_rel=S [out=PATH]", "EMAArgs",
+            "rebuild the EMA of any length after training from the run's power-EMA snapshots (post-hoc EMA)"),
 }
 
 

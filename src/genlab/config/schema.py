@@ -138,6 +138,9 @@ class EMAConfig:
     start_step: int = 0  # kind=ema
     every_n_steps: int = 1  # kind=ema
     sigma_rel: float = 0.05  # kind=power: the profile's width relative to the run (0.05: gamma = 16.97)
+    posthoc: bool = False  # also snapshot power EMAs for `genlab ema` to rebuild any sigma_rel after training
+    posthoc_sigma_rels: List[float] = field(default_factory=lambda: [0.05, 0.10])  # the EMAs snapshotted
+    posthoc_every_n_steps: int = 500  # steps between snapshots (and at the last step)
 
 
 @dataclass

@@ -48,6 +48,10 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.model.optim.warmup_steps >= 0, "model.optim.warmup_steps", cfg.model.optim.warmup_steps, ">= 0")
     _check(0.0 < cfg.model.ema.decay < 1.0, "model.ema.decay", cfg.model.ema.decay, "in (0, 1)")
     _check(0.0 < cfg.model.ema.sigma_rel < 0.28, "model.ema.sigma_rel", cfg.model.ema.sigma_rel, "in (0, 0.28)")
+    for s in cfg.model.ema.posthoc_sigma_rels:
+        _check(0.0 < s < 0.28, "model.ema.posthoc_sigma_rels", list(cfg.model.ema.posthoc_sigma_rels), "each in (0, 0.28)")
+    _check(cfg.model.ema.posthoc_every_n_steps > 0, "model.ema.posthoc_every_n_steps",
+           cfg.model.ema.posthoc_every_n_steps, "a positive integer")
     if cfg.model.ema.kind == "power" and (cfg.model.ema.start_step or cfg.model.ema.every_n_steps != 1):
         raise GenlabError("model.ema.kind=power averages every step from step 0 (that is its point): leave "
                           "model.ema.start_step=0 and model.ema.every_n_steps=1, or use model.ema.kind=ema.")

@@ -6,6 +6,7 @@
     <run>/logs/metrics.csv        every logged value (Lightning's CSVLogger, version "logs")
     <run>/samples/step_*.png      validation grids, and samples/final.png
     <run>/loss_curve.png
+    <run>/ema_snapshots/          model.ema.posthoc: power-EMA snapshots for `genlab ema`
     <run>/tensorboard/            logger=tensorboard
 """
 
@@ -65,6 +66,11 @@ class RunDir:
     @property
     def final_grid(self) -> Path:
         return self.samples / "final.png"
+
+    @property
+    def ema_snapshots(self) -> Path:
+        """Power-EMA snapshots of model.ema.posthoc, from which `genlab ema` rebuilds any EMA length."""
+        return self.root / "ema_snapshots"
 
     @property
     def loss_curve(self) -> Path:

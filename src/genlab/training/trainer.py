@@ -18,6 +18,7 @@ from genlab.training.callbacks.best_checkpoint import FiniteModelCheckpoint
 from genlab.training.callbacks.fid import FIDCallback
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.nonfinite import NonFiniteGuard
+from genlab.training.callbacks.posthoc_ema import PostHocEMA
 from genlab.training.callbacks.power_ema import PowerEMAWeightAveraging
 from genlab.training.callbacks.resume_state import ResumeState
 from genlab.training.loggers import build_loggers
@@ -44,6 +45,8 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
                 decay=ema.decay, update_every_n_steps=ema.every_n_steps, update_starting_at_step=ema.start_step
             )
         )
+    if ema.posthoc:
+        callbacks.append(PostHocEMA(run.ema_snapshots, ema.posthoc_sigma_rels, ema.posthoc_every_n_steps))
     callbacks.append(ResumeState(cfg.seed))
     callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.nonfinite_window,
                                     cfg.trainer.nonfinite_max_share))

@@ -1,0 +1,85 @@
+"""Post-hoc EMA (Karras et al. 2024, sec. 3.2): keep two power-function EMAs during training, save their snapshots
+every N steps, and after training rebuild the average of any length sigma_rel as a least-squares combination of the
+snapshots (`genlab ema`).
+
+A power EMA of exponent gamma taken at step t averages the weights with the normalised profile
+p(tau; gamma, t) = (gamma + 1) tau^gamma / t^(gamma + 1) on [0, t] (power_ema.py). Every snapshot is the weights
+integrated against its profile, so a combination sum_i x_i snapshot_i is the weights integrated against
+sum_i x_i p_i. The x that bring that profile closest (in L2) to the target's solve A x = b with A_ij = <p_i, p_j>,
+b_i = <p_i, p_target>, where for two power profiles (m = min(t_a, t_b))
+    <p_a, p_b> = (g_a + 1)(g_b + 1) m^(g_a + g_b + 1) / ((g_a + g_b + 1) t_a^(g_a + 1) t_b^(g_b + 1)).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from genlab.training.callbacks.power_ema import power_beta, sigma_rel_to_gamma
+
+
+def profile_inner(t_a: float, g_a: float, t_b: float, g_b: float) -> float:
+    """<p_a, p_b> of two normalised power profiles (closed form, float64)."""
+    m = min(t_a, t_b)
+    log = ((g_a + g_b + 1) * np.log(m) - (g_a + 1) * np.log(t_a) - (g_b + 1) * np.log(t_b))
+    return float((g_a + 1) * (g_b + 1) / (g_a + g_b + 1) * np.exp(log))
+
+
+def posthoc_weights(snapshots: Sequence[tuple[float, float]], t_target: float, g_target: float) -> np.ndarray:
+    """The least-squares weights of the snapshots (each (step, gamma)) whose profiles best make the target's."""
+    A = np.array([[profile_inner(ta, ga, tb, gb) for tb, gb in snapshots] for ta, ga in snapshots])
+    b = np.array([profile_inner(ta, ga, t_target, g_target) for ta, ga in snapshots])
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+class PostHocEMA(L.Callback):
+    """Two (or more) power EMAs of the module's parameters, snapshotted every `every_n_steps` steps into `folder`
+    (one file per snapshot: step, sigma_rel, gamma and the averaged parameters). Its state goes into checkpoints, so
+    a resumed run continues the same averages."""
+
+    def __init__(self, folder: Path, sigma_rels: Sequence[float] = (0.05, 0.10), every_n_steps: int = 500) -> None:
+        self.folder = Path(folder)
+        self.sigma_rels = [float(s) for s in sigma_rels]
+        self.gammas = [sigma_rel_to_gamma(s) for s in self.sigma_rels]
+        self.every_n_steps = int(every_n_steps)
+        self.averages: list[dict[str, Tensor]] = []
+        self.updates = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        params = {k: p.detach() for k, p in pl_module.named_parameters()}
+        self.updates += 1
+        if not self.averages:
+            self.averages = [{k: p.clone() for k, p in params.items()} for _ in self.gammas]
+        else:
+            for average, gamma in zip(self.averages, self.gammas):
+                beta = power_beta(self.updates, gamma)
+                for k, p in params.items():
+                    average[k].lerp_(p, 1.0 - beta)
+        step = trainer.global_step
+        if trainer.is_global_zero and (step % self.every_n_steps == 0 or step == trainer.max_steps):
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for average, sigma_rel, gamma in zip(self.averages, self.sigma_rels, self.gammas):
+            path = self.folder / f"step{step:07d}-sigma{sigma_rel:.3f}.pt"
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            torch.save({"step": step, "updates": self.updates, "sigma_rel": sigma_rel, "gamma": gamma,
+                        "params": {k: v.cpu() for k, v in average.items()}}, tmp)
+            os.replace(tmp, path)  # whole or absent, as every genlab checkpoint
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "averages": [{k: v.cpu() for k, v in a.items()} for a in self.averages]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.updates = int(state_dict.get("updates", 0))
+        self.averages = [dict(a) for a in state_dict.get("averages", [])]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.averages = [{k: v.to(pl_module.device) for k, v in a.items()} for a in self.averages]
