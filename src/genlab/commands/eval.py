@@ -24,10 +24,9 @@ from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
 from genlab.images import image_grid, save_png_folder
 from genlab.metrics.domain import check_domain_classifier
-from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec
-from genlab.metrics.fidelity import fidelity_metrics, isc_note
+from genlab.metrics.extractors import ExtractorSpec, extractor_spec
+from genlab.metrics.fidelity import SplitScore, extractor_record, isc_note, reference_record, score_against_split
 from genlab.metrics.nll import compute_nll
-from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
 from genlab.models import is_diffusion
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
 from genlab.runs.folder import default_output, run_of
@@ -69,7 +68,7 @@ def eval_settings(module: Any, a: EvalArgs) -> tuple[SamplerSettings | None, dic
     settings.check_applies(given)
     T = module.diffusion.num_timesteps
     settings.check(T)
-    module.steering(settings, labels=torch.zeros(1, dtype=torch.long) if module.conditional else None)
+    module.check_guidance(settings, has_labels=module.conditional, has_classifier=False)  # eval_samples' labels
     return settings, settings.describe(T, module.diffusion.variance)
 
 
@@ -95,8 +94,8 @@ def markdown_row(result: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_real: int, cache_dir: Path,
-               samples_dir: Path, weights: str) -> dict[str, Any]:
+def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, score: SplitScore, samples_dir: Path,
+               weights: str) -> dict[str, Any]:
     """Where every number came from: checkpoint, weights, samples, extractor, reference statistics."""
     return {
         "checkpoint": str(Path(a.ckpt).resolve()),
@@ -106,11 +105,8 @@ def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, key: str, n_re
         "seed": a.seed,
         "sample_seeds": f"one generator seeded with {a.seed}, batches of {a.batch_size} in order",
         "samples_dir": str(samples_dir.resolve()),
-        "extractor": {"features": spec.features, "name": spec.name, "weights_path": str(spec.weights_path.resolve()),
-                      "weights_sha256": spec.weights_sha256},
-        "reference": {"key": key, "cache_dir": str(cache_dir.resolve()), "dataset": str(cfg.data.name),
-                      "split": str(a.split), "num_images": n_real, "resolution": int(cfg.data.resolution),
-                      "channels": int(cfg.data.channels)},
+        "extractor": extractor_record(spec),
+        "reference": reference_record(score, cfg, str(a.split)),
         "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__},
         "markdown_columns": list(MARKDOWN_COLUMNS),
     }
@@ -149,13 +145,8 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     save_png_folder(images, samples_dir, replace=True)
     seconds = {"sampling": round(time.time() - started, 2)}
 
-    cache_dir = cache_dir_of(a.cache_dir)
-    key = reference_key(cfg.data, str(a.split), cfg.seed, spec)
-    real_features = reference_features(cfg, str(a.split), create_extractor(spec, device), key, cache_dir,
-                                       a.batch_size)
-    n_real = int(real_features[spec.fid_layer].shape[0])
-    metrics = fidelity_metrics(spec, samples_dir, SplitImages(cfg, str(a.split)), key, n_real, cache_dir,
-                               a.batch_size, device.type == "cuda", a.seed)
+    score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
+    metrics = dict(score.metrics)
     if a.nll:
         metrics["nll_bpd"], nll_images = compute_nll(module, cfg, str(a.split), a.batch_size, a.seed, device,
                                                      a.nll_images)
@@ -167,12 +158,12 @@ def eval_command(args: list[str]) -> dict[str, Any]:
         "isc_valid": isc_valid,
         "isc_note": note,
         "sampler": sampler,
-        **provenance(a, cfg, spec, key, n_real, cache_dir, samples_dir, weights),
+        **provenance(a, cfg, spec, score, samples_dir, weights),
         "device": str(device),
         "seconds": seconds,
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"genlab: wrote {out} ({a.n} samples in {samples_dir}, reference {key})")
+    print(f"genlab: wrote {out} ({a.n} samples in {samples_dir}, reference {score.key})")
     print(markdown_row(result))
     run = run_of(a.ckpt)
     if a.log_to_run and run is not None:

@@ -22,9 +22,8 @@ from genlab.data.image_folder import IMAGE_EXTENSIONS
 from genlab.errors import GenlabError
 from genlab.images import save_png_folder, to_8bit
 from genlab.metrics.domain import check_domain_classifier
-from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec
-from genlab.metrics.fidelity import fidelity_metrics, isc_note
-from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
+from genlab.metrics.extractors import ExtractorSpec, extractor_spec
+from genlab.metrics.fidelity import extractor_record, isc_note, reference_record, score_against_split
 
 
 def split_config(data: dict[str, str]) -> DictConfig:
@@ -83,22 +82,15 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
                   f"{note['modes_found']}) to match the {cfg.data.name} split")
     save_png_folder(images, samples_dir, replace=True)
     device = pick_device(a.device)
-    cache_dir = cache_dir_of(a.cache_dir)
-    key = reference_key(cfg.data, str(a.split), cfg.seed, spec)
-    features = reference_features(cfg, str(a.split), create_extractor(spec, device), key, cache_dir, a.batch_size)
-    n_real = int(features[spec.fid_layer].shape[0])
-    metrics = fidelity_metrics(spec, samples_dir, SplitImages(cfg, str(a.split)), key, n_real, cache_dir,
-                               a.batch_size, device.type == "cuda", a.seed)
+    score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
+    metrics, key = score.metrics, score.key
     isc_valid, isc_text = isc_note(spec)
     result = {
         "metrics": metrics, "isc_valid": isc_valid, "isc_note": isc_text,
         "samples": {"source": str(Path(a.samples).resolve()), **note, "scored_dir": str(samples_dir.resolve())},
         "n": len(images),
-        "extractor": {"features": spec.features, "name": spec.name, "weights_path": str(spec.weights_path.resolve()),
-                      "weights_sha256": spec.weights_sha256},
-        "reference": {"key": key, "cache_dir": str(cache_dir.resolve()), "dataset": str(cfg.data.name),
-                      "split": str(a.split), "num_images": n_real, "resolution": int(cfg.data.resolution),
-                      "channels": int(cfg.data.channels), "data": data},
+        "extractor": extractor_record(spec),
+        "reference": {**reference_record(score, cfg, str(a.split)), "data": data},
         "versions": {"torch": torch.__version__},
         "device": str(device), "seconds": {"total": round(time.time() - started, 2)},
     }

@@ -125,16 +125,20 @@ class DiffusionModule(L.LightningModule):
         settings = SamplerSettings.from_config(self.cfg.sampler)
         return settings if self.conditional else settings.override(guidance=0.0)
 
-    def steering(self, settings: SamplerSettings, labels: Tensor | None, classifier: Any = None) -> Steering:
-        """What guidance needs besides its strengths, checked against this model: CFG needs a conditional model,
-        any guidance needs labels, classifier guidance needs a classifier."""
+    def check_guidance(self, settings: SamplerSettings, has_labels: bool, has_classifier: bool) -> None:
+        """Guidance checked against this model: CFG needs a conditional model, any guidance needs labels,
+        classifier guidance needs a classifier."""
         if settings.guidance != 0 and not self.conditional:
             raise GenlabError("guidance needs a class-conditional (CFG) model; this checkpoint is unconditional. "
                               "Train one with model.conditional=true (e.g. experiment=cfg_digits), or use classifier=PATH.")
-        if (settings.guidance != 0 or settings.classifier_scale != 0) and labels is None:
+        if (settings.guidance != 0 or settings.classifier_scale != 0) and not has_labels:
             raise GenlabError("guidance needs the classes to steer towards: add classes=0,1,2,...")
-        if settings.classifier_scale != 0 and classifier is None:
+        if settings.classifier_scale != 0 and not has_classifier:
             raise GenlabError("classifier_scale needs classifier=PATH, a checkpoint of experiment=classifier_*.")
+
+    def steering(self, settings: SamplerSettings, labels: Tensor | None, classifier: Any = None) -> Steering:
+        """What guidance needs besides its strengths (labels, null class, classifier), checked (check_guidance)."""
+        self.check_guidance(settings, labels is not None, classifier is not None)
         return Steering(labels=labels, null_class=self.unet.null_class if self.conditional else None,
                         classifier_log_prob=classifier.log_prob if classifier is not None else None)
 
