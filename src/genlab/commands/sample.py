@@ -58,15 +58,16 @@ def sample_command(args: list[str]) -> None:
     del ckpt  # the module holds its weights now
     classes = parse_classes(a.classes, module.cfg.data.num_classes)
     labels = torch.tensor(classes).repeat_interleave(a.per_class) if classes else None  # a row per class
+    step_counts = parse_steps(a.steps) or [None]
+    several_steps = len(step_counts) > 1 and is_diffusion(module)
+    if several_steps and labels is not None:  # before any sampling, not after
+        raise GenlabError("steps=... with several counts makes one row per count; leave classes= out.")
     device = pick_device(a.device)
     module.to(device)
     if is_diffusion(module):
-        images, scorer = sample_diffusion(a, module, labels, device)
+        images, scorer = sample_diffusion(a, module, labels, device, step_counts)
     else:
         images, scorer = sample_gan(a, module, labels, device)
-    several_steps = len(parse_steps(a.steps) or []) > 1 and is_diffusion(module)
-    if several_steps and labels is not None:
-        raise GenlabError("steps=... with several counts makes one row per count; leave classes= out.")
     nrow = a.n if several_steps else (a.per_class if labels is not None else None)
     written = write_images(images, a.out, a.nrow or nrow)
     print(f"genlab: wrote {written}")
@@ -76,10 +77,9 @@ def sample_command(args: list[str]) -> None:
 
 
 def sample_diffusion(a: SampleArgs, module: DiffusionModule, labels: torch.Tensor | None,
-                     device: torch.device) -> tuple[torch.Tensor, Any]:
+                     device: torch.device, step_counts: list[int | None]) -> tuple[torch.Tensor, Any]:
     """Any diffusion sampler, with classifier-free or classifier guidance; the images and the accuracy scorer.
     With several step counts (steps=10,20,50), one row per count from the same x_T: DDIM's consistency figure."""
-    step_counts = parse_steps(a.steps) or [None]
     all_settings = [sampler_settings(a, module, steps) for steps in step_counts]
     if len(all_settings) > 1:
         random = [s for s in all_settings if not s.deterministic]
