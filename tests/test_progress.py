@@ -7,7 +7,6 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-import torch
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from genlab.config import load_config

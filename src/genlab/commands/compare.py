@@ -40,10 +40,10 @@ def _best_fids(rows: list[dict[str, str]]) -> dict[str, float]:
     return best
 
 
-def summarise(run_dir: Path) -> dict[str, Any]:
-    """One table row for a run folder (it must hold config.yaml)."""
+def summarise(run_dir: Path, rows: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """One table row for a run folder (it must hold config.yaml); `rows`: its metrics.csv, if already read."""
     record = read_record(run_dir)
-    rows = _metrics(run_dir)
+    rows = _metrics(run_dir) if rows is None else rows
     loss_key = next((k for k in ("train/loss", "train/d_loss") if rows and k in rows[0]), None)
     steps = record.get("steps")
     if steps is None:
@@ -93,13 +93,14 @@ def compare_command(args: list[str]) -> None:
         raise GenlabError("give run folders to compare, e.g. genlab compare runs/*/* (each holds config.yaml).")
     if missing:
         raise GenlabError(f"not genlab run folders (no config.yaml): {', '.join(missing[:5])}.")
-    summaries = [summarise(r) for r in runs]
+    logs = [_metrics(r) for r in runs]  # each metrics.csv read once, for the table and the curves
+    summaries = [summarise(r, rows) for r, rows in zip(runs, logs)]
     table = markdown_table(summaries)
     print(table, end="")
     out = Path(a.out)
     table_path, plot_path = out.with_suffix(".md"), out.with_suffix(".png")  # out=compare.md or out=compare.png
     table_path.write_text(table)
     labels = [f"{s['experiment']} ({Path(s['run']).name}) {s['overrides']}".strip() for s in summaries]
-    drawn = plot_runs(list(zip(labels, [_metrics(r) for r in runs])), plot_path)
+    drawn = plot_runs(list(zip(labels, logs)), plot_path)
     print(f"genlab: saved the table to {table_path}" + (f" and the curves ({', '.join(drawn)}) to {plot_path}"
                                                         if drawn else ""))

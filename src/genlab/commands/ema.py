@@ -3,18 +3,16 @@ snapshots (model.ema.posthoc=true), and write it as a checkpoint that every comm
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from genlab.commands.args import EMAArgs, parse_command_args
 from genlab.errors import GenlabError
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import AtomicCheckpointIO, read_checkpoint
-from genlab.training.callbacks.posthoc_ema import posthoc_weights, profile_inner
+from genlab.training.callbacks.posthoc_ema import posthoc_fit
 from genlab.training.callbacks.power_ema import sigma_rel_to_gamma
 
 
@@ -42,11 +40,7 @@ def ema_command(args: list[str]) -> Path:
     snaps = read_snapshots(run, int(ckpt.get("global_step", 0)))
     t_target = float(max(s["updates"] for s in snaps))
     points = [(float(s["updates"]), float(s["gamma"])) for s in snaps]
-    x = posthoc_weights(points, t_target, gamma)
-    A = np.array([[profile_inner(ta, ga, tb, gb) for tb, gb in points] for ta, ga in points])
-    b = np.array([profile_inner(ta, ga, t_target, gamma) for ta, ga in points])
-    target_norm = profile_inner(t_target, gamma, t_target, gamma)
-    rel_error = math.sqrt(max(0.0, x @ A @ x - 2 * x @ b + target_norm) / target_norm)  # profile L2 distance
+    x, rel_error = posthoc_fit(points, t_target, gamma)
     state = dict(ckpt["state_dict"])
     for key in snaps[0]["params"]:
         state[key] = sum(float(w) * s["params"][key].double() for w, s in zip(x, snaps)).to(state[key].dtype)

@@ -11,7 +11,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from genlab.config.schema import CONFIG_GROUPS, Config
+from genlab.config.schema import CONFIG_GROUPS, Config, to_container
 from genlab.config.validate import validate
 from genlab.errors import GenlabError, first_line
 
@@ -166,11 +166,6 @@ def load_config(overrides: dict[str, str] | None = None, root: Path | None = Non
     cfg = _merge(cfg, parse_dotlist(overrides, "override"), "command line")
     validate(cfg)
     return cfg
-
-
-def to_container(cfg: DictConfig) -> dict[str, Any]:
-    """A plain dict (enums as strings) for checkpoints, hparams and loggers."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def from_container(data: dict[str, Any]) -> DictConfig:

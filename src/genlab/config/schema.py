@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Dict, List, Optional
 
+from omegaconf import DictConfig, OmegaConf
+
 from genlab.adversarial import AdversarialLoss
 from genlab.data import DataName, FitMode
 from genlab.diffusion import LossWeighting, Prediction, SamplerName, Schedule, Spacing, Variance
@@ -295,3 +297,8 @@ class Config:
 
 # Groups whose block can be chosen by name: `data=mnist` loads configs/data/mnist.yaml.
 CONFIG_GROUPS = ("data", "unet", "perf", "diffusion", "model", "gan", "sampler", "trainer", "logger", "callbacks", "eval")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """A plain dict (enums as strings) for checkpoints, hparams and loggers."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

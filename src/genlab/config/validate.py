@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.config.schema import PerfConfig
+from genlab.config.schema import PerfConfig, to_container
 from genlab.diffusion import LOSS_TERMS, SamplerSettings
 from genlab.errors import GenlabError
 
@@ -114,8 +114,8 @@ def eval_sampler_settings(cfg: DictConfig) -> SamplerSettings:
 def validate_perf(cfg: DictConfig) -> None:
     """Speed levers that cannot work with the rest of the config fail here, not at the first training step."""
     p = cfg.perf
-    defaults = _plain(OmegaConf.structured(PerfConfig))
-    changed = [k for k, v in _plain(p).items() if v != defaults[k]]
+    defaults = to_container(OmegaConf.structured(PerfConfig))
+    changed = [k for k, v in to_container(p).items() if v != defaults[k]]
     if changed and cfg.model.kind != "ddpm":
         raise GenlabError(f"perf.{changed[0]} is a lever of the DDPM / CFG U-Net; model.kind="
                           f"{cfg.model.kind} does not use the perf block. Leave it at its defaults.")
@@ -149,7 +149,3 @@ def validate_gan(cfg: DictConfig) -> None:
             "a GAN logs no val/loss to rank checkpoints by: set callbacks.checkpoint.save_top_k=0 "
             "(last.ckpt is still saved) or callbacks.checkpoint.monitor to a logged metric."
         )
-
-
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

@@ -91,11 +91,14 @@ class SamplerSettings:
                 given[key] = float(given[key])
         return dataclasses.replace(self, **given)
 
-    def check(self, num_timesteps: int, prefix: str = "") -> "SamplerSettings":
-        """Raise a GenlabError naming the key when a setting cannot work with a model of T = num_timesteps."""
+    def check(self, num_timesteps: int | None, prefix: str = "") -> "SamplerSettings":
+        """Raise a GenlabError naming the key when a setting cannot work with a model of T = num_timesteps; None
+        checks what needs no model (a table spec before its checkpoints load): steps then has only its lower bound."""
         T = num_timesteps
         low = 2 if self.name == SamplerName.ddpm else 1  # a respaced DDPM needs a first and a last step
-        if self.steps is not None and (isinstance(self.steps, bool) or not low <= self.steps <= T):
+        if self.steps is not None and T is None and (isinstance(self.steps, bool) or self.steps < low):
+            raise GenlabError(f"{prefix}steps={self.steps} is out of range: sampler={self.name} needs at least {low}.")
+        if self.steps is not None and T is not None and (isinstance(self.steps, bool) or not low <= self.steps <= T):
             raise GenlabError(f"{prefix}steps={self.steps} must lie in [{low}, T = {T}] for sampler={self.name}; "
                               f"{self.steps} is out of range (steps counts network evaluations; null: all T).")
         if not math.isfinite(self.eta) or self.eta < 0:

@@ -13,11 +13,11 @@ import json
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 from genlab.errors import GenlabError
 from genlab.runs.folder import RUN_DIR_ENV, RunDir
+from genlab.runs.record import read_record
 
 
 def _me() -> dict[str, Any]:
@@ -103,11 +103,7 @@ def refuse_existing_run(run: RunDir, resume: str | None) -> None:
     """A fresh run never writes into a folder that holds another run: name it, and say how to continue it."""
     if resume or not run.is_run():
         return
-    record: dict[str, Any] = {}
-    try:
-        record = json.loads(run.record.read_text())
-    except (OSError, ValueError):
-        pass
+    record = read_record(run.root)
     experiment = record.get("experiment", "an unknown experiment")
     step = record.get("steps", "an unknown step")
     raise GenlabError(

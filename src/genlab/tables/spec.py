@@ -122,7 +122,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
     if settings.get("sampler", "ddim") not in SAMPLERS:
         raise GenlabError(f"{where}: sampler={settings['sampler']!r} must be one of {', '.join(SAMPLERS)}.")
     # What needs no model (eta >= 0, finite guidance, valid choices) fails at load; steps <= T is checked per cell.
-    cell_settings(settings).check(num_timesteps=10**9, prefix=f"{where}: ")
+    cell_settings(settings).check(num_timesteps=None, prefix=f"{where}: ")
 
 
 def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None) -> SamplerSettings:

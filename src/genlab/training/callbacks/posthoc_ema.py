@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.training.callbacks.power_ema import power_beta, sigma_rel_to_gamma
+from genlab.training.callbacks.power_ema import power_multi_avg_fn, sigma_rel_to_gamma
 
 
 def profile_inner(t_a: float, g_a: float, t_b: float, g_b: float) -> float:
@@ -31,11 +31,20 @@ def profile_inner(t_a: float, g_a: float, t_b: float, g_b: float) -> float:
     return float((g_a + 1) * (g_b + 1) / (g_a + g_b + 1) * np.exp(log))
 
 
-def posthoc_weights(snapshots: Sequence[tuple[float, float]], t_target: float, g_target: float) -> np.ndarray:
-    """The least-squares weights of the snapshots (each (step, gamma)) whose profiles best make the target's."""
+def posthoc_fit(snapshots: Sequence[tuple[float, float]], t_target: float, g_target: float
+                ) -> tuple[np.ndarray, float]:
+    """The least-squares weights of the snapshots (each (updates, gamma)) whose profiles best make the target's,
+    and the relative L2 distance between the combined profile and the target's."""
     A = np.array([[profile_inner(ta, ga, tb, gb) for tb, gb in snapshots] for ta, ga in snapshots])
     b = np.array([profile_inner(ta, ga, t_target, g_target) for ta, ga in snapshots])
-    return np.linalg.lstsq(A, b, rcond=None)[0]
+    x = np.linalg.lstsq(A, b, rcond=None)[0]
+    target = profile_inner(t_target, g_target, t_target, g_target)
+    return x, float(np.sqrt(max(0.0, x @ A @ x - 2 * x @ b + target) / target))
+
+
+def posthoc_weights(snapshots: Sequence[tuple[float, float]], t_target: float, g_target: float) -> np.ndarray:
+    """The weights of posthoc_fit."""
+    return posthoc_fit(snapshots, t_target, g_target)[0]
 
 
 class PostHocEMA(L.Callback):
@@ -47,20 +56,19 @@ class PostHocEMA(L.Callback):
         self.folder = Path(folder)
         self.sigma_rels = [float(s) for s in sigma_rels]
         self.gammas = [sigma_rel_to_gamma(s) for s in self.sigma_rels]
+        self.updaters = [power_multi_avg_fn(g) for g in self.gammas]  # the power EMA's own update rule
         self.every_n_steps = int(every_n_steps)
         self.averages: list[dict[str, Tensor]] = []
         self.updates = 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         params = {k: p.detach() for k, p in pl_module.named_parameters()}
-        self.updates += 1
-        if not self.averages:
+        if not self.averages:  # the first update copies: beta_1 = 0
             self.averages = [{k: p.clone() for k, p in params.items()} for _ in self.gammas]
         else:
-            for average, gamma in zip(self.averages, self.gammas):
-                beta = power_beta(self.updates, gamma)
-                for k, p in params.items():
-                    average[k].lerp_(p, 1.0 - beta)
+            for average, update in zip(self.averages, self.updaters):
+                update(list(average.values()), list(params.values()), self.updates)
+        self.updates += 1
         step = trainer.global_step
         if trainer.is_global_zero and (step % self.every_n_steps == 0 or step == trainer.max_steps):
             self.save(step)
