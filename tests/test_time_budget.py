@@ -19,8 +19,13 @@ def record(run: Path) -> dict:
 
 def test_a_run_stops_at_its_budget_and_a_resumed_one_spends_only_the_rest(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["train", "experiment=ddpm_digits", *TINY, *BUDGET, "trainer.max_time=0.05", f"run_dir={run}"]) == 0
+    assert main(["train", "experiment=ddpm_digits", *TINY, *BUDGET, "trainer.max_time=0.05",
+                 "callbacks.checkpoint.every_n_minutes=0.02", f"run_dir={run}"]) == 0
     first = record(run)
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert not [name for name in ckpts if name.startswith("last-")], ckpts  # one last.ckpt, no last-v1 beside it
+    timed = [read_checkpoint(run / "checkpoints" / name)["global_step"] for name in ckpts if name.startswith("time-")]
+    assert len(timed) >= 1 and all(0 < step <= first["steps"] for step in timed), ckpts  # every 1.2 s of a 3 s run
     assert first["status"] == "stopped at its time budget (trainer.max_time=0.05 min)" and first["steps"] > 0
     ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == first["steps"]  # saved at the step it stopped

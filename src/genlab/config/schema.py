@@ -240,6 +240,7 @@ class CheckpointConfig:
     every_n_steps: int = 1000
     save_top_k: int = 1  # best checkpoints by `monitor`
     monitor: str = "val/loss"
+    every_n_minutes: Optional[float] = None  # also keep checkpoints/time-step*.ckpt every N minutes (time-to-quality)
 
 
 @dataclass

@@ -76,6 +76,8 @@ def validate(cfg: DictConfig) -> None:
     _check(per_class > 0, "callbacks.class_accuracy.per_class", per_class, "a positive integer")
     ckpt = cfg.callbacks.checkpoint
     _check(ckpt.every_n_steps > 0, "callbacks.checkpoint.every_n_steps", ckpt.every_n_steps, "a positive integer")
+    _check(ckpt.every_n_minutes is None or ckpt.every_n_minutes > 0, "callbacks.checkpoint.every_n_minutes",
+           ckpt.every_n_minutes, "a positive number of minutes, or null")
     validate_eval(cfg)
 
 

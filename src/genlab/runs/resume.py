@@ -19,7 +19,8 @@ from genlab.runs.folder import RunDir
 # The sampler blocks only choose how grids and FID samples are drawn, never what training computes.
 MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.max_time", "trainer.enable_progress_bar",
               "logger.",
-              "perf.", "data.pin_memory", "data.persistent_workers", "sampler.", "eval.sampler", "eval.steps")
+              "perf.", "data.pin_memory", "data.persistent_workers", "sampler.", "eval.sampler", "eval.steps",
+              "callbacks.checkpoint.every_n_minutes")
 
 
 def find_resume_checkpoint(cfg: DictConfig) -> Path | None:

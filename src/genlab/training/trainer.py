@@ -15,6 +15,7 @@ from genlab.runs import RunDir
 from genlab.runs.checkpoint import AtomicCheckpointIO
 from genlab.training.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.training.callbacks.best_checkpoint import FiniteModelCheckpoint
+from genlab.training.callbacks.final_checkpoint import StepCheckpoint
 from genlab.training.callbacks.fid import FIDCallback
 from genlab.training.callbacks.interrupt import SaveOnSignal
 from genlab.training.callbacks.nonfinite import NonFiniteGuard
@@ -52,9 +53,14 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
                                     cfg.trainer.nonfinite_max_share))
     callbacks.append(SaveOnSignal(run.last_ckpt))
     # `last.ckpt` every N steps; the best by val/loss at each validation.
-    callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
-                                     every_n_train_steps=cb.checkpoint.every_n_steps))
+    callbacks.append(StepCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
+                                    every_n_train_steps=cb.checkpoint.every_n_steps))
     callbacks.append(FinalCheckpoint(run.last_ckpt, every_n_steps=cb.checkpoint.every_n_steps))
+    if cb.checkpoint.every_n_minutes is not None:
+        # Kept, not rotated: the states at 5, 10, 20 minutes of a time-to-quality run (Lightning's train_time_interval).
+        interval = datetime.timedelta(minutes=cb.checkpoint.every_n_minutes)
+        callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, filename="time-step{step:07d}", save_top_k=-1,
+                                         auto_insert_metric_name=False, train_time_interval=interval))
     if cb.checkpoint.save_top_k != 0:
         callbacks.append(
             FiniteModelCheckpoint(

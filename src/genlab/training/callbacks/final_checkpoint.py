@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Checkpoint, Timer
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, Timer
 
 
 def out_of_time(trainer: L.Trainer) -> bool:
@@ -34,3 +34,12 @@ class FinalCheckpoint(Checkpoint):
         last = step == trainer.max_steps or (trainer.should_stop and out_of_time(trainer))
         if last and step % self.every_n_steps != 0:
             trainer.save_checkpoint(self.path)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`last.ckpt` every N steps. At the end of training FinalCheckpoint has already saved it; Lightning's own
+    end-of-training save would come after EMAWeightAveraging put the averaged weights in the model, and, finding
+    last.ckpt taken, write a second `last-v1.ckpt` whose raw weights are the average."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
