@@ -164,12 +164,39 @@ def test_wandb_gets_the_table_offline(models: dict[str, Path], tmp_path: Path) -
     assert list(tmp_path.glob("wandb/offline-run-*/files/media/images/tables/logged_plot_*.png"))
 
 
+def test_sigma_rel_columns_rebuild_the_ema_after_training(models: dict[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "posthoc"
+    assert main(["train", "experiment=ddpm_digits", *TINY, "trainer.max_steps=6", "model.ema.kind=power",
+                 "model.ema.posthoc=true", "model.ema.posthoc_every_n_steps=2", f"run_dir={run}"]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert main(["ema", f"ckpt={ckpt}", "sigma_rel=0.07", f"out={tmp_path / 'ema07.ckpt'}"]) == 0
+    spec = write_spec(tmp_path, {**GRID_SPEC, "name": "ema_length", "seeds": [0],
+                                 "rows": [{"label": "rebuilt", "steps": 3}],
+                                 "columns": {"key": "sigma_rel", "values": [0.03, 0.07], "label": "σ_rel {value}"}})
+    assert main(["table", str(spec), f"ckpt={models['ddpm']}", *table_args(models, tmp_path)]) == 2
+    assert "no power-EMA snapshots" in capsys.readouterr().err  # a run trained without model.ema.posthoc
+    assert main(["table", str(spec), f"ckpt={ckpt}", *table_args(models, tmp_path)]) == 0
+    rows = {r["column"]: r for r in read_csv(tmp_path / "ema_length.csv")}
+    assert set(rows) == {"σ_rel 0.03", "σ_rel 0.07"}
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "cells" / "ema_length").glob("*.json")]
+    assert sorted(c["weights"] for c in cells) == ["posthoc ema sigma_rel=0.03", "posthoc ema sigma_rel=0.07"]
+    # The 0.07 cell scores exactly what `genlab ema sigma_rel=0.07`'s checkpoint scores with the same sampler and seed.
+    same = write_spec(tmp_path, {**GRID_SPEC, "name": "from_genlab_ema", "seeds": [0], "columns": None,
+                                 "rows": [{"label": "genlab ema", "steps": 3}]})
+    assert main(["table", str(same), f"ckpt={tmp_path / 'ema07.ckpt'}", *table_args(models, tmp_path)]) == 0
+    direct = read_csv(tmp_path / "from_genlab_ema.csv")[0]
+    assert float(rows["σ_rel 0.07"]["fid_mean"]) == pytest.approx(float(direct["fid_mean"]), rel=1e-6)
+    assert float(rows["σ_rel 0.03"]["fid_mean"]) != pytest.approx(float(direct["fid_mean"]), rel=1e-6)
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"rows": [{"label": "x", "temperature": 1.0}]}, "unknown setting 'temperature'"),
     ({"rows": [{"label": "x", "steps": "many"}]}, "steps='many' must be int"),
     ({"metrics": ["fid", "lpips"]}, "metrics ['lpips'] unknown"),
     ({"colour": "red"}, "unknown key(s) colour"),
     ({"rows": [{"label": "x", "sampler": "plms"}]}, "sampler='plms' must be one of ddim, ddpm, dpmpp_2m, unipc, heun, euler"),
+    ({"columns": {"key": "sigma_rel", "values": [0.05, 0.5]}}, "sigma_rel must be in (0, 0.28), got 0.5"),
 ])
 def test_bad_specs_exit_2(tmp_path: Path, change: dict, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, {**GRID_SPEC, **change})

@@ -6,6 +6,7 @@ split's cached statistics, the guiding classifier and the classifier that scores
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +25,11 @@ from genlab.metrics.fidelity import fidelity_metrics
 from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
 from genlab.models import is_diffusion
 from genlab.models.sample_shares import balanced_labels
+from genlab.runs import RunDir
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint, weights_used
 from genlab.tables.cells import CellStore, cell_hash
 from genlab.tables.spec import SAMPLER_SETTINGS, Cell, TableSpec, cell_settings
+from genlab.training.callbacks.posthoc_ema import reconstruct
 
 DEFAULT_CKPT = "default"
 
@@ -44,6 +47,7 @@ class SweepContext:
         self.extractor = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
         self.modules: dict[str, Any] = {}  # every checkpoint is some row's: load each once, up front
         self.weights: dict[str, str] = {}
+        self.posthoc: dict[tuple[str, float], Any] = {}  # (checkpoint, sigma_rel) -> its rebuilt generator
         for name, path in self.paths.items():
             ckpt = read_checkpoint(path)
             self.modules[name] = load_generator(path, ema=a.ema, ckpt=ckpt).to(self.device)
@@ -84,9 +88,28 @@ class SweepContext:
                 raise GenlabError(f"checkpoint {path} does not exist. Pass the .ckpt of a finished run.")
         return paths
 
-    def module(self, name: str | None) -> Any:
-        """The generator of a named checkpoint (None: ckpt=PATH's), on the sweep's device."""
-        return self.modules[name or DEFAULT_CKPT]
+    def module(self, settings: dict[str, Any]) -> Any:
+        """The generator a cell samples, on the sweep's device: its checkpoint's (ckpt=PATH's when it names none),
+        with the EMA of length sigma_rel rebuilt from the run's snapshots when the cell sets one."""
+        name = settings.get("ckpt", DEFAULT_CKPT)
+        if "sigma_rel" not in settings:
+            return self.modules[name]
+        key = (name, float(settings["sigma_rel"]))
+        if key not in self.posthoc:
+            path = Path(self.paths[name])
+            rebuilt = reconstruct(read_checkpoint(path), RunDir.of_checkpoint(path).ema_snapshots, key[1])
+            module = copy.deepcopy(self.modules[name])
+            module.load_state_dict(rebuilt.state_dict)
+            self.posthoc[key] = module
+            print(f"genlab table: the EMA with sigma_rel={key[1]:g}, rebuilt from {len(rebuilt.snapshots)} snapshots "
+                  f"of {path} (profile within {100 * rebuilt.profile_rel_error:.2f} % of the target's)", flush=True)
+        return self.posthoc[key]
+
+    def weights_of(self, settings: dict[str, Any]) -> str:
+        """What a cell's weights are: ema, raw, or the post-hoc EMA of its sigma_rel."""
+        if "sigma_rel" in settings:
+            return f"posthoc ema sigma_rel={float(settings['sigma_rel']):g}"
+        return self.weights[settings.get("ckpt", DEFAULT_CKPT)]
 
     def hash_context(self, cell: Cell) -> dict[str, Any]:
         """Everything besides the cell's settings and seed that decides its numbers."""
@@ -115,7 +138,7 @@ def _labels(module: Any, n: int, wants_labels: bool) -> Tensor | None:
 def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None, SamplerSettings | None]:
     """The cell's n samples in [-1, 1], the class each was steered towards (None when unsteered), and the sampler
     (None for a GAN)."""
-    s, module = cell.settings, ctx.module(cell.settings.get("ckpt"))
+    s, module = cell.settings, ctx.module(cell.settings)
     if not is_diffusion(module):  # a GAN: G(z)
         steering = [k for k in SAMPLER_SETTINGS if k in s and k != "spacing"]
         if steering:
@@ -156,9 +179,9 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
         "row": cell.row, "column": cell.column, "seed": cell.seed, "settings": cell.settings,
         "metrics": metrics,
         "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
-        "weights": ctx.weights[cell.settings.get("ckpt", DEFAULT_CKPT)],
+        "weights": ctx.weights_of(cell.settings),
         "n": ctx.n, "features": f,
-        **sampler_record(ctx.module(cell.settings.get("ckpt")), settings),
+        **sampler_record(ctx.module(cell.settings), settings),
         "seconds": {"sampling": round(sampled - started, 2), "total": round(time.time() - started, 2)},
     }
 

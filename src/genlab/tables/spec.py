@@ -13,6 +13,8 @@ A spec is a YAML file (experiments/tables/*.yaml):
     seeds: [0]                              # sample seeds; several give mean +- std
     n: 1000                                 # samples per cell
     plot: {kind: lines, log_x: true}        # lines | sweep | bars
+    # sigma_rel (the EMA length, Karras et al. 2024) is a setting too: a run trained with model.ema.posthoc=true
+    # has each cell's EMA rebuilt from its snapshots, e.g. columns: {key: sigma_rel, values: [0.02, 0.05, 0.1]}
     paper: {source: ..., columns: [...], rows: {label: [numbers]}}   # printed under ours, optional
 
 A cell is one (row, column value, seed): the defaults, then the row's settings, then the column's.
@@ -31,6 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from genlab.config import available, project_root
 from genlab.diffusion import SamplerName, SamplerSettings
 from genlab.errors import GenlabError, first_line
+from genlab.training.callbacks.power_ema import sigma_rel_to_gamma
 
 # Settings a cell may vary, and the type each must have.
 SETTINGS: dict[str, tuple[type, ...]] = {
@@ -43,6 +46,7 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "variance": (str,),  # DDPM: beta | beta_tilde
     "guidance": (int, float),  # CFG weight w
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
+    "sigma_rel": (int, float),  # the EMA length, rebuilt after training from the run's post-hoc EMA snapshots
 }
 SAMPLERS: tuple[str, ...] = tuple(m.value for m in SamplerName)
 SAMPLER_SETTINGS = ("sampler", "steps", "eta", "spacing", "variance", "guidance", "classifier_scale", "nfe")
@@ -121,6 +125,11 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
             raise GenlabError(f"{where}: {key}={value!r} must be {kinds}.")
     if settings.get("sampler", "ddim") not in SAMPLERS:
         raise GenlabError(f"{where}: sampler={settings['sampler']!r} must be one of {', '.join(SAMPLERS)}.")
+    if "sigma_rel" in settings:
+        try:
+            sigma_rel_to_gamma(float(settings["sigma_rel"]))
+        except ValueError as exc:
+            raise GenlabError(f"{where}: {exc}.") from None
     # What needs no model (eta >= 0, finite guidance, valid choices) fails at load; steps <= T is checked per cell.
     cell_settings(settings).check(num_timesteps=None, prefix=f"{where}: ")
 

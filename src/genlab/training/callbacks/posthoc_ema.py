@@ -13,6 +13,7 @@ b_i = <p_i, p_target>, where for two power profiles (m = min(t_a, t_b))
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.errors import GenlabError
 from genlab.training.callbacks.power_ema import power_multi_avg_fn, sigma_rel_to_gamma
 
 
@@ -40,6 +42,49 @@ def posthoc_fit(snapshots: Sequence[tuple[float, float]], t_target: float, g_tar
     x = np.linalg.lstsq(A, b, rcond=None)[0]
     target = profile_inner(t_target, g_target, t_target, g_target)
     return x, float(np.sqrt(max(0.0, x @ A @ x - 2 * x @ b + target) / target))
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """The weights of the EMA of length sigma_rel rebuilt from a run's snapshots, and how well they make it."""
+
+    state_dict: dict[str, Tensor]  # the checkpoint's state_dict with the averaged parameters replaced
+    sigma_rel: float
+    gamma: float
+    at_updates: float
+    profile_rel_error: float  # relative L2 distance of the combined averaging profile from the target's
+    snapshots: list[dict[str, Any]]  # step, sigma_rel and weight of each snapshot used
+
+    def record(self) -> dict[str, Any]:
+        return {"sigma_rel": self.sigma_rel, "gamma": self.gamma, "at_updates": self.at_updates,
+                "profile_rel_error": self.profile_rel_error, "snapshots": self.snapshots}
+
+
+def read_snapshots(folder: Path, last_step: int) -> list[dict[str, Any]]:
+    """The snapshots in `folder` up to `last_step` (the checkpoint's), oldest first."""
+    files = sorted(Path(folder).glob("step*-sigma*.pt"))
+    snaps = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    snaps = [s for s in snaps if s["step"] <= last_step]
+    if not snaps:
+        raise GenlabError(f"no power-EMA snapshots in {folder}: train with model.ema.posthoc=true (and "
+                          "model.ema.posthoc_every_n_steps=N) to be able to choose the EMA length afterwards.")
+    return snaps
+
+
+def reconstruct(ckpt: dict[str, Any], folder: Path, sigma_rel: float) -> Reconstruction:
+    """The EMA of length `sigma_rel` at the checkpoint's step, from the snapshots in `folder`."""
+    try:
+        gamma = sigma_rel_to_gamma(sigma_rel)
+    except ValueError as exc:
+        raise GenlabError(f"sigma_rel={sigma_rel}: {exc}.") from None
+    snaps = read_snapshots(folder, int(ckpt.get("global_step", 0)))
+    t_target = float(max(s["updates"] for s in snaps))
+    x, rel_error = posthoc_fit([(float(s["updates"]), float(s["gamma"])) for s in snaps], t_target, gamma)
+    state = dict(ckpt["state_dict"])
+    for key in snaps[0]["params"]:
+        state[key] = sum(float(w) * s["params"][key].double() for w, s in zip(x, snaps)).to(state[key].dtype)
+    used = [{"step": s["step"], "sigma_rel": s["sigma_rel"], "weight": float(w)} for s, w in zip(snaps, x)]
+    return Reconstruction(state, sigma_rel, gamma, t_target, rel_error, used)
 
 
 def posthoc_weights(snapshots: Sequence[tuple[float, float]], t_target: float, g_target: float) -> np.ndarray:
