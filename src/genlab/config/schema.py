@@ -135,7 +135,7 @@ class EMAKind(StrEnum):
 @dataclass
 class EMAConfig:
     enabled: bool = True
-    kind: EMAKind = EMAKind.ema
+    kind: EMAKind = EMAKind.power  # power-function EMA; ema: exponential with `decay`
     decay: float = 0.9999  # kind=ema
     start_step: int = 0  # kind=ema
     every_n_steps: int = 1  # kind=ema
