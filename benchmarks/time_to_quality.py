@@ -12,7 +12,7 @@ Stages, each skipped when its output is already in --work (so an interrupted ben
      sampling_timesteps=100)` at its other defaults (v-prediction, sigmoid schedule), Adam 2e-4 with its Trainer's
      betas (0.9, 0.99) and gradient clipping at 1, batch 64, `ema_pytorch.EMA(beta=0.995, update_every=10)`, trained
      for MINUTES of wall clock on the same MNIST training images (no horizontal flips: they would turn digits round);
-  4. with --levers: one more genlab run per lever, the recipe with that one lever taken away;
+  4. with --levers: one more genlab run per lever, the recipe with that one choice changed;
   5. sampling (timed, outside the budgets) and scoring: --samples images from each, lucidrains with its DDIM-100 and
      genlab with its recommended sampler and with DDIM at lucidrains' 100 network evaluations; every folder of PNGs
      is scored by `genlab eval samples=DIR`, so both code bases go through the same path.
@@ -43,6 +43,7 @@ from genlab.runs.provenance import describe_machine
 RECIPE = "ddpm_mnist_20min"
 MARKS = (5, 10, 20)  # minutes at which both models' grids are shown (scaled to --minutes)
 LUCIDRAINS_NFE = 100
+SPREAD_SEEDS = (1, 2)  # sample seeds besides 0 for the recipe: how much FID moves with the samples alone
 # The recipe with one lever taken away: (name, what the row says without it, overrides). The EMA row needs no run:
 # it scores the recipe's raw weights, which the same checkpoint holds.
 LEVERS = [
@@ -171,9 +172,9 @@ def sample_lucidrains(path: Path, n: int, batch: int = 250, seed: int = 0) -> to
     return torch.cat(chunks) * 2 - 1  # its samples are in [0, 1]
 
 
-def sample_genlab(ckpt: Path, n: int, ema: bool = True, sampler: str | None = None, steps: int | None = None
-                  ) -> torch.Tensor:
-    return genlab.load(ckpt, ema=ema, device="cpu").sample(n, sampler=sampler, steps=steps)
+def sample_genlab(ckpt: Path, n: int, ema: bool = True, sampler: str | None = None, steps: int | None = None,
+                  seed: int = 0) -> torch.Tensor:
+    return genlab.load(ckpt, ema=ema, device="cpu").sample(n, sampler=sampler, steps=steps, seed=seed)
 
 
 def timed(name: str, folder: Path, nfe: int, n: int, draw) -> Sampled:
@@ -274,8 +275,11 @@ def main() -> None:
                             lambda: sample_genlab(recipe, n, ema=False)),
     }
     for name, _, ckpt in levers:
-        runs[f"lever_{name}"] = timed(f"genlab without lever {name}", samples / f"lever_{name}", rec_nfe, n,
+        runs[f"lever_{name}"] = timed(f"genlab with {name}", samples / f"lever_{name}", rec_nfe, n,
                                       lambda ckpt=ckpt: sample_genlab(ckpt, n))
+    for seed in SPREAD_SEEDS:  # the noise of one FID: other sample seeds of the same model
+        runs[f"genlab_seed{seed}"] = timed(f"genlab {rec_label}, sample seed {seed}", samples / f"genlab_seed{seed}",
+                                           rec_nfe, n, lambda seed=seed: sample_genlab(recipe, n, seed=seed))
     checkpoints = genlab_time_checkpoints(work / "recipe")[:len(MARKS) - 1]
     for i, ckpt in enumerate(checkpoints):
         runs[f"genlab_at_{i}"] = timed(f"genlab at {ckpt.stem}", samples / f"genlab_at_{i}", rec_nfe, n,
@@ -294,7 +298,7 @@ def training_record(recipe: Path, luc_final: Path) -> dict[str, dict]:
     _, luc = lucidrains_ema(luc_final)
     return {
         "genlab": {"steps": steps, "images": steps * batch, "seconds": seconds,
-                   "params": sum(p.numel() for p in genlab.load(recipe, device="cpu").module.model.parameters())},
+                   "params": sum(p.numel() for p in genlab.load(recipe, device="cpu").module.unet.parameters())},
         "lucidrains": {"steps": luc["steps"], "images": luc["images"], "seconds": luc["seconds"],
                        "params": sum(p.numel() for p in lucidrains_model().model.parameters())},
     }
@@ -319,14 +323,14 @@ def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, r
         at = mark * args.minutes / MARKS[-1]
         if i < len(checkpoints):
             over_time[1].append(labelled(image_grid(load_folder(runs[f"genlab_at_{i}"].folder, 36), nrow=6),
-                                         f"genlab {at:g} min: FID {fid[f'genlab_at_{i}']:.1f}"))
+                                         f"genlab at {at:g} min: FID {fid[f'genlab_at_{i}']:.1f}"))
         if i < len(luc_marks):
             over_time[0].append(labelled(image_grid(sample_lucidrains(luc_marks[i], 36), nrow=6),
-                                         f"lucidrains {at:g} min"))
+                                         f"lucidrains at {at:g} min"))
     over_time[0].append(labelled(image_grid(load_folder(runs["lucidrains"].folder, 36), nrow=6),
-                                 f"lucidrains {args.minutes:g} min: FID {fid['lucidrains']:.1f}"))
+                                 f"lucidrains at {args.minutes:g} min: FID {fid['lucidrains']:.1f}"))
     over_time[1].append(labelled(image_grid(load_folder(runs["genlab"].folder, 36), nrow=6),
-                                 f"genlab {args.minutes:g} min: FID {fid['genlab']:.1f}"))
+                                 f"genlab at {args.minutes:g} min: FID {fid['genlab']:.1f}"))
     side_by_side(over_time, out / f"{stem}_over_time.png")
 
     machine = describe_machine()
@@ -343,6 +347,7 @@ def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, r
                 f"{m['recall_domain']:.3f} | {s.images_per_second:.1f} |")
 
     g, luc = train["genlab"], train["lucidrains"]
+    spread = ", ".join(f"{fid[k]:.2f}" for k in ["genlab", *(f"genlab_seed{seed}" for seed in SPREAD_SEEDS)])
     lines = [
         f"# Time to quality: genlab `{RECIPE}` against lucidrains' denoising-diffusion-pytorch",
         "",
@@ -373,12 +378,15 @@ def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, r
         "",
         "## What each lever bought (FID at the end of the budget, recommended sampler)",
         "",
-        "| lever | with it (the recipe) | without it | without it means |",
-        "|---|---|---|---|",
-        f"| power EMA (sigma_rel 0.05) | {fid['genlab']:.2f} | {fid['genlab_raw']:.2f} | the same run's raw weights |",
+        f"Each row is one more {args.minutes:g}-minute run: the recipe with one choice changed. The same recipe "
+        f"scored with other sample seeds gives FID {spread}: differences inside that are noise.",
+        "",
+        "| change from the recipe | FID of the recipe | FID with the change |",
+        "|---|---|---|",
+        f"| raw weights instead of the power EMA (the same run) | {fid['genlab']:.2f} | {fid['genlab_raw']:.2f} |",
     ]
     for name, said, _ in levers:
-        lines.append(f"| {name} | {fid['genlab']:.2f} | {fid[f'lever_{name}']:.2f} | {said} |")
+        lines.append(f"| {said} | {fid['genlab']:.2f} | {fid[f'lever_{name}']:.2f} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
