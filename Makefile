@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help install train test test-slow bench bench-quick clean
+.PHONY: help install train test test-slow bench bench-quick bench-quality bench-quality-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,14 @@ bench: $(BENCH_STAMP)  ## genlab vs diffusers and the speed levers; writes bench
 
 bench-quick: $(BENCH_STAMP)  ## the same pipeline at tiny sizes (< 1 min), to check it runs
 	$(BIN)/python benchmarks/run.py --quick
+
+MNIST_ROOT ?= ../shared/data
+
+bench-quality: $(BENCH_STAMP)  ## 20 min of genlab's ddpm_mnist_20min vs 20 min of lucidrains' DDPM, FID of each (about 1 h; MNIST_ROOT=folder with MNIST/raw)
+	$(BIN)/python benchmarks/time_to_quality.py --data-root $(MNIST_ROOT)
+
+bench-quality-quick: $(BENCH_STAMP)  ## the same pipeline with 12-second budgets (about 5 min), to check it runs
+	$(BIN)/python benchmarks/time_to_quality.py --data-root $(MNIST_ROOT) --quick --work runs/time_to_quality_quick
 
 clean:  ## remove the venv and caches (runs/ is kept)
 	rm -rf $(VENV) .pytest_cache
