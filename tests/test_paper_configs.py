@@ -26,6 +26,15 @@ def test_every_experiment_resolves_with_genlab_config(experiment: str, capsys: p
     assert printed.experiment == experiment
 
 
+PAPER_EXPERIMENTS = {"ddpm_cifar10", "ddpm_celeba64", "cfg_cifar10"}  # keep the papers' exponential EMA
+
+
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - PAPER_EXPERIMENTS))
+def test_every_other_recipe_averages_with_the_power_ema(experiment: str) -> None:
+    ema = load_config({"experiment": experiment}).model.ema
+    assert not ema.enabled or (ema.kind == "power" and ema.start_step == 0), (experiment, ema)
+
+
 def test_paper_experiments_are_among_those_checked() -> None:
     assert {"ddpm_cifar10", "ddpm_celeba64", "cfg_cifar10"} <= set(EXPERIMENTS)
 
