@@ -44,11 +44,11 @@ RECIPE = "ddpm_mnist_20min"
 MARKS = (5, 10, 20)  # minutes at which both models' grids are shown (scaled to --minutes)
 LUCIDRAINS_NFE = 100
 SPREAD_SEEDS = (1, 2)  # sample seeds besides 0 for the recipe: how much FID moves with the samples alone
-# The recipe with one lever taken away: (name, what the row says without it, overrides). The EMA row needs no run:
-# it scores the recipe's raw weights, which the same checkpoint holds.
+# The recipe with one choice changed: (run folder, what the row says, overrides). The EMA row needs no run: it
+# scores the recipe's raw weights, which the same checkpoint holds.
 LEVERS = [
+    ("min_snr", "Min-SNR-5 loss weighting instead of uniform", ["diffusion.loss_weighting=min_snr"]),
     ("eps", "ε-prediction instead of v", ["diffusion.prediction=eps"]),
-    ("uniform", "uniform loss weights instead of min-SNR-5", ["diffusion.loss_weighting=uniform"]),
     ("lr2e-4", "learning rate 2e-4 instead of 1e-3", ["model.optim.lr=2.0e-4"]),
     ("width16", "U-Net width 16 instead of 32", ["unet.base_channels=16"]),
 ]
