@@ -49,7 +49,7 @@ SPREAD_SEEDS = (1, 2)  # sample seeds besides 0 for the recipe: how much FID mov
 LEVERS = [
     ("min_snr", "Min-SNR-5 loss weighting instead of uniform", ["diffusion.loss_weighting=min_snr"]),
     ("eps", "ε-prediction instead of v", ["diffusion.prediction=eps"]),
-    ("lr2e-4", "learning rate 2e-4 instead of 1e-3", ["model.optim.lr=2.0e-4"]),
+    ("lr1e-3", "learning rate 1e-3 instead of 2e-4", ["model.optim.lr=1.0e-3"]),
     ("width16", "U-Net width 16 instead of 32", ["unet.base_channels=16"]),
 ]
 
