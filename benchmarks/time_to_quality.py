@@ -2,7 +2,7 @@
 machine with the same wall-clock budget, one after the other; then what each of genlab's levers bought.
 
     python benchmarks/time_to_quality.py [--minutes 20] [--data-root ../shared/data] [--work runs/time_to_quality]
-        [--judge CKPT] [--levers] [--samples 1000] [--out benchmarks/results] [--quick]
+        [--judge CKPT] [--levers [all | NAME,NAME]] [--samples 1000] [--out benchmarks/results] [--quick]
 
 Stages, each skipped when its output is already in --work (so an interrupted benchmark goes on where it stopped):
   1. the judge: an independent noise-aware classifier (experiment=classifier_mnist at 28x28, seed 1) whose features
@@ -50,7 +50,7 @@ LEVERS = [
     ("min_snr", "Min-SNR-5 loss weighting instead of uniform", ["diffusion.loss_weighting=min_snr"]),
     ("eps", "ε-prediction instead of v", ["diffusion.prediction=eps"]),
     ("lr1e-3", "learning rate 1e-3 instead of 2e-4", ["model.optim.lr=1.0e-3"]),
-    ("width16", "U-Net width 16 instead of 32", ["unet.base_channels=16"]),
+    ("width32", "U-Net width 32 instead of 16", ["unet.base_channels=32"]),
 ]
 
 
@@ -98,6 +98,17 @@ def train_genlab(run: Path, data_root: str, minutes: float, overrides: list[str]
                     f"callbacks.checkpoint.every_n_minutes={every}", "trainer.enable_progress_bar=false",
                     f"run_dir={run}", *overrides])
     return last
+
+
+def chosen_levers(levers: str | None) -> list[tuple[str, str, list[str]]]:
+    """The LEVERS named by --levers (comma-separated, or all)."""
+    if levers is None:
+        return []
+    names = [name for name, _, _ in LEVERS] if levers == "all" else levers.split(",")
+    unknown = sorted(set(names) - {name for name, _, _ in LEVERS})
+    if unknown:
+        raise SystemExit(f"--levers: unknown {', '.join(unknown)}; choose from {', '.join(n for n, _, _ in LEVERS)}")
+    return [lever for lever in LEVERS if lever[0] in names]
 
 
 def mnist_train_loader(data_root: str, batch_size: int) -> torch.utils.data.DataLoader:
@@ -239,7 +250,9 @@ def main() -> None:
     parser.add_argument("--data-root", default="../shared/data", help="the folder that holds MNIST/raw/")
     parser.add_argument("--work", type=Path, default=Path("runs/time_to_quality"))
     parser.add_argument("--judge", type=Path, default=None, help="a classifier_mnist checkpoint at 28x28")
-    parser.add_argument("--levers", action="store_true", help="also train the recipe without each lever")
+    parser.add_argument("--levers", nargs="?", const="all", default=None,
+                        help="also train the recipe with each choice changed: all, or names from "
+                             + ", ".join(name for name, _, _ in LEVERS))
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--quick", action="store_true", help="tiny budgets and sample counts: checks the pipeline")
@@ -256,7 +269,7 @@ def main() -> None:
     recipe = train_genlab(work / "recipe", args.data_root, minutes, [])
     luc_final = train_lucidrains(work / "lucidrains", args.data_root, minutes)
     levers = [(name, said, train_genlab(work / name, args.data_root, minutes, overrides))
-              for name, said, overrides in (LEVERS if args.levers else [])]
+              for name, said, overrides in chosen_levers(args.levers)]
 
     # Sampling (timed) and scoring.
     samples = work / "samples"
