@@ -10,7 +10,8 @@ from conftest import TINY
 from genlab.cli import main
 from genlab.runs.checkpoint import read_checkpoint
 
-BUDGET = ["trainer.max_steps=100000", "trainer.val_every_n_steps=100000", "callbacks.checkpoint.every_n_steps=100000"]
+BUDGET = ["trainer.max_steps=100000", "trainer.val_every_n_steps=100000", "callbacks.checkpoint.every_n_steps=100000",
+          "model.ema.posthoc=true", "model.ema.posthoc_every_n_steps=100000"]
 
 
 def record(run: Path) -> dict:
@@ -30,6 +31,9 @@ def test_a_run_stops_at_its_budget_and_a_resumed_one_spends_only_the_rest(tmp_pa
     ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == first["steps"]  # saved at the step it stopped
     assert (run / "samples" / "final.png").is_file()
+    # post-hoc EMA snapshots of the step it stopped at, though it is no multiple of posthoc_every_n_steps
+    assert sorted(p.name for p in (run / "ema_snapshots").glob("*.pt")) == [
+        f"step{first['steps']:07d}-sigma0.050.pt", f"step{first['steps']:07d}-sigma0.100.pt"]
     timer = next(v for k, v in ckpt["callbacks"].items() if k.startswith("Timer"))
     assert timer["time_elapsed"]["train"] >= 3.0  # 0.05 min, spent and stored
 

@@ -118,6 +118,12 @@ class PostHocEMA(L.Callback):
         if trainer.is_global_zero and (step % self.every_n_steps == 0 or step == trainer.max_steps):
             self.save(step)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run that stops between snapshots (at its time budget, say) still leaves the averages of its last step.
+        step = trainer.global_step
+        if trainer.is_global_zero and self.averages and step % self.every_n_steps != 0 and step != trainer.max_steps:
+            self.save(step)
+
     def save(self, step: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         for average, sigma_rel, gamma in zip(self.averages, self.sigma_rels, self.gammas):
