@@ -33,10 +33,11 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+from torchvision import datasets, transforms
 
 import genlab
 from genlab.cli import main as genlab_main
-from genlab.images import image_grid, save_png_folder
+from genlab.images import image_grid, load_png, save_png_folder
 from genlab.runs.checkpoint import read_checkpoint
 from genlab.runs.provenance import describe_machine
 
@@ -112,8 +113,6 @@ def chosen_levers(levers: str | None) -> list[tuple[str, str, list[str]]]:
 
 
 def mnist_train_loader(data_root: str, batch_size: int) -> torch.utils.data.DataLoader:
-    from torchvision import datasets, transforms
-
     images = datasets.MNIST(data_root, train=True, download=False, transform=transforms.ToTensor())  # [0, 1]
     return torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
 
@@ -238,12 +237,6 @@ def side_by_side(pictures: list[list[Image.Image]], path: Path) -> None:
     canvas.save(path)
 
 
-def genlab_time_checkpoints(run: Path) -> list[Path]:
-    """The recipe's checkpoints every quarter of its budget, in order, then last.ckpt."""
-    timed_ckpts = sorted((run / "checkpoints").glob("time-step*.ckpt"))
-    return timed_ckpts
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0)
@@ -293,16 +286,18 @@ def main() -> None:
     for seed in SPREAD_SEEDS:  # the noise of one FID: other sample seeds of the same model
         runs[f"genlab_seed{seed}"] = timed(f"genlab {rec_label}, sample seed {seed}", samples / f"genlab_seed{seed}",
                                            rec_nfe, n, lambda seed=seed: sample_genlab(recipe, n, seed=seed))
-    checkpoints = genlab_time_checkpoints(work / "recipe")[:len(MARKS) - 1]
+    # Every quarter of the budget: the first two are the 5- and 10-minute states of 20.
+    checkpoints = sorted((work / "recipe" / "checkpoints").glob("time-step*.ckpt"))[:len(MARKS) - 1]
     for i, ckpt in enumerate(checkpoints):
         runs[f"genlab_at_{i}"] = timed(f"genlab at {ckpt.stem}", samples / f"genlab_at_{i}", rec_nfe, n,
                                        lambda ckpt=ckpt: sample_genlab(ckpt, n))
     scores = {name: score(s.folder, judge, args.data_root, n) for name, s in runs.items()}
 
-    write_report(args, work, judge, recipe, luc_final, runs, scores, levers, checkpoints)
+    params = sum(p.numel() for p in module.unet.parameters())
+    write_report(args, work, judge, recipe, params, luc_final, runs, scores, levers, checkpoints)
 
 
-def training_record(recipe: Path, luc_final: Path) -> dict[str, dict]:
+def training_record(recipe: Path, params: int, luc_final: Path) -> dict[str, dict]:
     run = json.loads((recipe.parent.parent / "run.json").read_text())
     ckpt = read_checkpoint(recipe)
     steps = int(ckpt["global_step"])
@@ -311,18 +306,18 @@ def training_record(recipe: Path, luc_final: Path) -> dict[str, dict]:
     _, luc = lucidrains_ema(luc_final)
     return {
         "genlab": {"steps": steps, "images": steps * batch, "seconds": seconds,
-                   "params": sum(p.numel() for p in genlab.load(recipe, device="cpu").module.unet.parameters())},
+                   "params": params},
         "lucidrains": {"steps": luc["steps"], "images": luc["images"], "seconds": luc["seconds"],
                        "params": sum(p.numel() for p in lucidrains_model().model.parameters())},
     }
 
 
-def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, runs: dict[str, Sampled],
-                 scores: dict[str, dict], levers: list, checkpoints: list[Path]) -> None:
+def write_report(args, work: Path, judge: Path, recipe: Path, params: int, luc_final: Path,
+                 runs: dict[str, Sampled], scores: dict[str, dict], levers: list, checkpoints: list[Path]) -> None:
     stem = "time_to_quality_quick" if args.quick else "time_to_quality"
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    train = training_record(recipe, luc_final)
+    train = training_record(recipe, params, luc_final)
     fid = {name: s["fid_domain"] for name, s in scores.items()}
 
     # Grids: the final samples side by side, then both models over time.
@@ -360,6 +355,7 @@ def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, r
                 f"{m['recall_domain']:.3f} | {s.images_per_second:.1f} |")
 
     g, luc = train["genlab"], train["lucidrains"]
+    speedup = runs["genlab_ddim100"].images_per_second / runs["lucidrains"].images_per_second
     spread = ", ".join(f"{fid[k]:.2f}" for k in ["genlab", *(f"genlab_seed{seed}" for seed in SPREAD_SEEDS)])
     lines = [
         f"# Time to quality: genlab `{RECIPE}` against lucidrains' denoising-diffusion-pytorch",
@@ -382,8 +378,7 @@ def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, r
         row("lucidrains"), row("genlab"), row("genlab_ddim100"),
         "",
         f"FID ratio genlab / lucidrains: {fid['genlab'] / fid['lucidrains']:.3f}. Sampling speed at equal NFE "
-        f"({LUCIDRAINS_NFE}): genlab {runs['genlab_ddim100'].images_per_second / runs['lucidrains'].images_per_second:.1f}x"
-        " lucidrains' images/s.",
+        f"({LUCIDRAINS_NFE}): genlab {speedup:.1f}x lucidrains' images/s.",
         "",
         f"![side by side]({stem}.png)",
         "",
@@ -406,8 +401,6 @@ def write_report(args, work: Path, judge: Path, recipe: Path, luc_final: Path, r
 
 def load_folder(folder: Path, n: int) -> torch.Tensor:
     """The first n PNGs of a sample folder, in [-1, 1]."""
-    from genlab.images import load_png
-
     return torch.stack([load_png(p) for p in sorted(folder.glob("*.png"))[:n]]).float() / 127.5 - 1
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from genlab.commands.args import EMAArgs, parse_command_args
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import AtomicCheckpointIO, read_checkpoint
-from genlab.training.callbacks.posthoc_ema import reconstruct
+from genlab.training.callbacks.posthoc_ema import read_snapshots, reconstruct
 
 
 def ema_command(args: list[str]) -> Path:
@@ -17,7 +17,8 @@ def ema_command(args: list[str]) -> Path:
                                                           "model.ema.posthoc=true", "sigma_rel": "the EMA length"})
     ckpt = read_checkpoint(a.ckpt)
     run = RunDir.of_checkpoint(Path(a.ckpt))
-    rebuilt = reconstruct(ckpt, run.ema_snapshots, a.sigma_rel)
+    snaps = read_snapshots(run.ema_snapshots, int(ckpt.get("global_step", 0)))
+    rebuilt = reconstruct(ckpt, snaps, a.sigma_rel)
     ckpt["state_dict"] = rebuilt.state_dict
     ckpt["genlab_posthoc_ema"] = rebuilt.record()
     out = Path(a.out) if a.out else run.checkpoints / f"posthoc-sigma{a.sigma_rel:.3f}.ckpt"

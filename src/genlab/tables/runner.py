@@ -29,7 +29,7 @@ from genlab.runs import RunDir
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint, weights_used
 from genlab.tables.cells import CellStore, cell_hash
 from genlab.tables.spec import SAMPLER_SETTINGS, Cell, TableSpec, cell_settings
-from genlab.training.callbacks.posthoc_ema import reconstruct
+from genlab.training.callbacks.posthoc_ema import read_snapshots, reconstruct
 
 DEFAULT_CKPT = "default"
 
@@ -48,6 +48,7 @@ class SweepContext:
         self.modules: dict[str, Any] = {}  # every checkpoint is some row's: load each once, up front
         self.weights: dict[str, str] = {}
         self.posthoc: dict[tuple[str, float], Any] = {}  # (checkpoint, sigma_rel) -> its rebuilt generator
+        self.snapshots: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}  # checkpoint -> (ckpt, snapshots)
         for name, path in self.paths.items():
             ckpt = read_checkpoint(path)
             self.modules[name] = load_generator(path, ema=a.ema, ckpt=ckpt).to(self.device)
@@ -97,7 +98,11 @@ class SweepContext:
         key = (name, float(settings["sigma_rel"]))
         if key not in self.posthoc:
             path = Path(self.paths[name])
-            rebuilt = reconstruct(read_checkpoint(path), RunDir.of_checkpoint(path).ema_snapshots, key[1])
+            if name not in self.snapshots:  # read once per checkpoint, whatever the number of lengths swept
+                ckpt = read_checkpoint(path)
+                snaps = read_snapshots(RunDir.of_checkpoint(path).ema_snapshots, int(ckpt.get("global_step", 0)))
+                self.snapshots[name] = (ckpt, snaps)
+            rebuilt = reconstruct(*self.snapshots[name], key[1])
             module = copy.deepcopy(self.modules[name])
             module.load_state_dict(rebuilt.state_dict)
             self.posthoc[key] = module

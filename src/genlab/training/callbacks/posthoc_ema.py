@@ -71,13 +71,12 @@ def read_snapshots(folder: Path, last_step: int) -> list[dict[str, Any]]:
     return snaps
 
 
-def reconstruct(ckpt: dict[str, Any], folder: Path, sigma_rel: float) -> Reconstruction:
-    """The EMA of length `sigma_rel` at the checkpoint's step, from the snapshots in `folder`."""
+def reconstruct(ckpt: dict[str, Any], snaps: list[dict[str, Any]], sigma_rel: float) -> Reconstruction:
+    """The EMA of length `sigma_rel` at the last of `snaps` (read_snapshots up to the checkpoint's step)."""
     try:
         gamma = sigma_rel_to_gamma(sigma_rel)
     except ValueError as exc:
         raise GenlabError(f"sigma_rel={sigma_rel}: {exc}.") from None
-    snaps = read_snapshots(folder, int(ckpt.get("global_step", 0)))
     t_target = float(max(s["updates"] for s in snaps))
     x, rel_error = posthoc_fit([(float(s["updates"]), float(s["gamma"])) for s in snaps], t_target, gamma)
     state = dict(ckpt["state_dict"])
@@ -115,14 +114,18 @@ class PostHocEMA(L.Callback):
                 update(list(average.values()), list(params.values()), self.updates)
         self.updates += 1
         step = trainer.global_step
-        if trainer.is_global_zero and (step % self.every_n_steps == 0 or step == trainer.max_steps):
+        if trainer.is_global_zero and self.due(step, trainer.max_steps):
             self.save(step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run that stops between snapshots (at its time budget, say) still leaves the averages of its last step.
         step = trainer.global_step
-        if trainer.is_global_zero and self.averages and step % self.every_n_steps != 0 and step != trainer.max_steps:
+        if trainer.is_global_zero and self.averages and not self.due(step, trainer.max_steps):
             self.save(step)
+
+    def due(self, step: int, max_steps: int) -> bool:
+        """Whether on_train_batch_end snapshots at `step`: every N steps and at max_steps."""
+        return step % self.every_n_steps == 0 or step == max_steps
 
     def save(self, step: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
