@@ -144,8 +144,8 @@ def test_a_full_disk_names_the_space_needed_and_keeps_the_old_checkpoint(tmp_pat
 def test_a_truncated_reference_cache_is_named_deleted_and_recomputed(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture) -> None:
     good, cut = tmp_path / "key-ext-features-a.pt", tmp_path / "key-ext-features-b.pt"
-    torch.save({"a": torch.ones(3)}, good)
-    torch.save({"b": torch.ones(300)}, cut)
+    torch.save(torch.ones(3, 4), good)  # features [N, F], as torch-fidelity caches them
+    torch.save(torch.ones(300, 4), cut)
     cut.write_bytes(cut.read_bytes()[:-40])
     assert drop_unreadable_cache("key", tmp_path) == [cut]
     assert good.is_file() and not cut.exists() and str(cut) in capsys.readouterr().out

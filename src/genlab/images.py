@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 from torchvision.utils import make_grid
 
+# Every PNG genlab writes carries this text chunk, so that a later command can tell genlab's images from a user's
+# (outputs.py): it overwrites only its own.
+PNG_MARK = "genlab"
+FIGURE_MARK = {PNG_MARK: "written by genlab"}  # matplotlib's savefig(metadata=...) writes it as that chunk
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -27,13 +32,20 @@ def image_grid(images: Tensor, nrow: int | None = None) -> Tensor:
     return grid[:1] if images.shape[1] == 1 else grid
 
 
+def png_info() -> PngInfo:
+    """The text chunk that marks a PNG as genlab's."""
+    info = PngInfo()
+    info.add_text(PNG_MARK, FIGURE_MARK[PNG_MARK])
+    return info
+
+
 def save_png(image: Tensor, path: Path) -> None:
-    """Save one uint8 (C, H, W) image as PNG, grayscale when C == 1."""
+    """Save one uint8 (C, H, W) image as PNG, grayscale when C == 1, with genlab's mark."""
     path.parent.mkdir(parents=True, exist_ok=True)
     array = image.permute(1, 2, 0).cpu().numpy()  # C,H,W -> H,W,C
     if array.shape[2] == 1:
         array = array[:, :, 0]
-    Image.fromarray(array).save(path)
+    Image.fromarray(array).save(path, pnginfo=png_info())
 
 
 def load_png(path: Path) -> Tensor:
@@ -62,20 +74,13 @@ def is_folder_target(out: str) -> bool:
     return out.endswith(("/", os.sep)) or Path(out).is_dir()
 
 
-def save_png_folder(images: Tensor, folder: Path, replace: bool = False) -> None:
-    """One PNG per image (grayscale stays 1-channel) as 000000.png, 000001.png, ...; `replace` deletes earlier PNGs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if replace:
-        for old in folder.glob("*.png"):
-            old.unlink()
-    for i, image in enumerate(to_uint8(images)):
-        save_png(image, folder / f"{i:06d}.png")
+def png_names(n: int) -> list[str]:
+    """The file names of a folder of n images: 000000.png, 000001.png, ..."""
+    return [f"{i:06d}.png" for i in range(n)]
 
 
-def write_images(images: Tensor, out: str, nrow: int | None = None) -> str:
-    """One grid PNG, or one PNG per image when `out` is a folder; returns what was written, for the user."""
-    if is_folder_target(out):
-        save_png_folder(images, Path(out))
-        return f"{len(images)} PNGs to {out}"
-    save_png(image_grid(images, nrow=nrow), Path(out))
-    return f"a grid of {len(images)} samples to {out}"
+def save_png_folder(images: Tensor, folder: Path) -> None:
+    """One PNG per image (grayscale stays 1-channel), named by png_names. Writes over those names only: a folder
+    that may hold anything else goes through outputs.start_folder first."""
+    for name, image in zip(png_names(len(images)), to_uint8(images)):
+        save_png(image, folder / name)

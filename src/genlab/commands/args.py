@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -16,6 +15,7 @@ from genlab.config.schema import FeatureName, Split
 from genlab.diffusion import SamplerName, Spacing, Variance
 from genlab.errors import GenlabError, first_line
 from genlab.images import is_folder_target
+from genlab.outputs import check_file_out, check_folder_out, check_writable, free_name
 
 
 @dataclass
@@ -177,17 +177,22 @@ def parse_command_args(schema_type: type[ArgsT], args: list[str], command: str, 
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def check_writable(out: str) -> None:
-    """Fail before sampling, not after, when the output cannot be written."""
-    target = Path(out) if is_folder_target(out) else Path(out).parent
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target):
-            pass
-    except OSError as exc:
-        raise GenlabError(f"cannot write to {target} ({exc.strerror}); choose another out=PATH.") from None
-    if not is_folder_target(out) and Path(out).suffix.lower() != ".png":
+def check_image_out(out: str, explicit: bool = True, companions: Callable[[Path], list[Path]] = lambda p: []) -> None:
+    """Fail before any work, not after, when `out` (a .png grid, or a folder ending in / for one PNG per image) cannot
+    be written or is a file or folder of the user's (outputs.py). `explicit`: out= was given, not genlab's default
+    name in a run folder. `companions`: the other files written beside a .png (its JSON, ...), checked alike."""
+    path = Path(out)
+    if is_folder_target(out):
+        check_folder_out(path, f"Choose another out=, e.g. out={free_name(path)}/.")
+        return
+    if path.suffix.lower() != ".png":
         raise GenlabError(f"out={out}: give a .png file for a grid, or a folder ending in / for one PNG per sample.")
+    if not explicit:
+        check_writable(path)
+        return
+    hint = f"Choose another out=, e.g. out={free_name(path, lambda p: any(q.exists() for q in [p, *companions(p)]))}."
+    for target in (path, *companions(path)):
+        check_file_out(target, hint)
 
 
 def parse_steps(steps: Any) -> list[int] | None:

@@ -10,6 +10,7 @@ from typing import Any
 from genlab.commands.args import CompareArgs, parse_command_args
 from genlab.commands.compare_plot import plot_runs
 from genlab.errors import GenlabError
+from genlab.outputs import MD_MARK, check_file_out, free_name
 from genlab.runs import RunDir
 from genlab.runs.record import read_record
 
@@ -95,11 +96,14 @@ def compare_command(args: list[str]) -> None:
         raise GenlabError(f"not genlab run folders (no config.yaml): {', '.join(missing[:5])}.")
     logs = [_metrics(r) for r in runs]  # each metrics.csv read once, for the table and the curves
     summaries = [summarise(r, rows) for r, rows in zip(runs, logs)]
-    table = markdown_table(summaries)
-    print(table, end="")
     out = Path(a.out)
     table_path, plot_path = out.with_suffix(".md"), out.with_suffix(".png")  # out=compare.md or out=compare.png
-    table_path.write_text(table)
+    hint = f"Choose another out=, e.g. out={free_name(table_path, lambda p: p.exists() or p.with_suffix('.png').exists())}."
+    for path in (table_path, plot_path):
+        check_file_out(path, hint)
+    table = markdown_table(summaries)
+    print(table, end="")
+    table_path.write_text(table + MD_MARK + "\n")
     labels = [f"{s['experiment']} ({Path(s['run']).name}) {s['overrides']}".strip() for s in summaries]
     drawn = plot_runs(list(zip(labels, logs)), plot_path)
     print(f"genlab: saved the table to {table_path}" + (f" and the curves ({', '.join(drawn)}) to {plot_path}"

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from genlab.images import FIGURE_MARK  # noqa: E402
 from genlab.training.callbacks.loss_curve import smooth  # noqa: E402  (one moving average for both plots)
 
 # Panels: (title, the logged keys it may show: the first a run has is drawn), y scale.
@@ -49,6 +50,6 @@ def plot_runs(runs: list[tuple[str, list[dict[str, str]]]], path: Path) -> list[
     fig.legend(handles, names, loc="lower center", ncol=1, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.07 * len(runs) / (1 + 0.06 * len(runs)), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata=FIGURE_MARK)
     plt.close(fig)
     return [t for t, _, _ in panels]

@@ -7,7 +7,6 @@ folder of sample PNGs and the split's images; the split's features are cached un
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,18 @@ import torch_fidelity
 from omegaconf import DictConfig
 
 from genlab.build import pick_device
-from genlab.commands.args import EvalArgs, check_writable, parse_command_args
+from genlab.commands.args import EvalArgs, parse_command_args
 from genlab.commands.eval_folder import eval_folder_command
 from genlab.config import parse_overrides
 from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
-from genlab.images import image_grid, save_png_folder
+from genlab.images import image_grid, png_names, save_png_folder
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import SplitScore, extractor_record, isc_note, reference_record, score_against_split
 from genlab.metrics.nll import compute_nll
 from genlab.models import is_diffusion
+from genlab.outputs import check_eval_out, start_folder, write_json
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
 from genlab.runs.folder import default_output, run_of
 from genlab.training.loggers import log_eval_to_run
@@ -130,8 +130,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     steps = f"{sampler['name']}{sampler['steps']}" if sampler.get("steps") else "G"
     out = Path(a.out or default_output(a.ckpt, "eval", f"{Path(a.ckpt).stem}-{steps}-n{a.n}-{spec.features}.json",
                                        "eval.json"))
-    samples_dir = out.with_name(out.stem + "_samples")
-    check_writable(f"{samples_dir}/")  # the folder beside the JSON: fails before sampling, not after
+    samples_dir = check_eval_out(out)  # before sampling, not after
     if a.nll and not is_diffusion(module):  # before sampling, not after
         raise GenlabError("nll=true: a GAN has no likelihood to bound; NLL is for diffusion checkpoints.")
     cfg = module.cfg
@@ -142,7 +141,8 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     started = time.time()
     kwargs = {"settings": settings, "progress": True} if settings is not None else {}
     images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, **kwargs)
-    save_png_folder(images, samples_dir, replace=True)
+    start_folder(samples_dir, "genlab eval", png_names(len(images)), legacy_owner=out)
+    save_png_folder(images, samples_dir)
     seconds = {"sampling": round(time.time() - started, 2)}
 
     score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
@@ -162,7 +162,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
         "device": str(device),
         "seconds": seconds,
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result, "genlab eval")
     print(f"genlab: wrote {out} ({a.n} samples in {samples_dir}, reference {score.key})")
     print(markdown_row(result))
     run = run_of(a.ckpt)

@@ -3,7 +3,6 @@ with the same extractors, cached reference statistics and provenance JSON as a c
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,15 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from genlab.build import build_datamodule, pick_device, resolve_data_keys
-from genlab.commands.args import EvalArgs, check_writable
+from genlab.commands.args import EvalArgs
 from genlab.config import load_config
 from genlab.data.image_folder import IMAGE_EXTENSIONS
 from genlab.errors import GenlabError
-from genlab.images import save_png_folder, to_8bit
+from genlab.images import png_names, save_png_folder, to_8bit
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import extractor_record, isc_note, reference_record, score_against_split
+from genlab.outputs import check_eval_out, start_folder, write_json
 
 
 def split_config(data: dict[str, str]) -> DictConfig:
@@ -38,12 +38,27 @@ def split_config(data: dict[str, str]) -> DictConfig:
     return cfg
 
 
+MIN_IMAGES = 10  # as eval of a checkpoint requires of n: FID needs a covariance, the Inception Score 10 splits
+
+
+def check_samples_folder(folder: Path) -> Path:
+    """samples=DIR names an existing folder (before anything is loaded or written)."""
+    if not folder.exists():
+        raise GenlabError(f"samples={folder}: no such folder. Give the folder of images to score.")
+    if not folder.is_dir():
+        raise GenlabError(f"samples={folder} is a file; give the folder that holds the images to score.")
+    return folder
+
+
 def folder_images(folder: Path, channels: int, resolution: int) -> tuple[Tensor, dict[str, Any]]:
     """Every image of a folder as [-1, 1] floats [N, C, R, R], converted to the split's channels and resolution
     (bilinear with antialiasing, as torch-fidelity resizes), and a note of what was converted."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise GenlabError(f"samples={folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in that folder.")
+    if len(files) < MIN_IMAGES:
+        raise GenlabError(f"samples={folder} holds {len(files)} images: score at least {MIN_IMAGES} (FID and "
+                          f"precision/recall need many more to mean anything; 10,000 is usual).")
     images, sizes, modes = [], set(), set()
     mode = "L" if channels == 1 else "RGB"
     for path in files:
@@ -71,16 +86,17 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
     spec: ExtractorSpec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
+    source = check_samples_folder(Path(a.samples))
     out = Path(a.out or "eval_folder.json")
-    samples_dir = out.with_name(out.stem + "_samples")
-    check_writable(f"{samples_dir}/")
+    samples_dir = check_eval_out(out, source)
     started = time.time()
-    images, note = folder_images(Path(a.samples), int(cfg.data.channels), int(cfg.data.resolution))
+    images, note = folder_images(source, int(cfg.data.channels), int(cfg.data.resolution))
     for what in ("resized_to", "converted_to"):
         if note[what]:
             print(f"genlab: samples {what.replace('_', ' ')} {note[what]} (found {note['sizes_found']}, "
                   f"{note['modes_found']}) to match the {cfg.data.name} split")
-    save_png_folder(images, samples_dir, replace=True)
+    start_folder(samples_dir, "genlab eval", png_names(len(images)), legacy_owner=out)
+    save_png_folder(images, samples_dir)
     device = pick_device(a.device)
     score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
     metrics, key = score.metrics, score.key
@@ -94,7 +110,7 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
         "versions": {"torch": torch.__version__},
         "device": str(device), "seconds": {"total": round(time.time() - started, 2)},
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result, "genlab eval")
     f = spec.features
     print(f"genlab: wrote {out}: {len(images)} images of {a.samples} against {cfg.data.name}/{a.split} ({key}): "
           f"FID {metrics[f'fid_{f}']:.3f}, precision {metrics[f'precision_{f}']:.3f}, "

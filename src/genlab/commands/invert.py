@@ -15,7 +15,6 @@ PNG/JPG path. A bare integer N means `index:N` for invert and `seed:N` for inter
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -29,12 +28,13 @@ from torch import Tensor
 
 from genlab.adversarial import invert_generator
 from genlab.build import build_datamodule, pick_device
-from genlab.commands.args import InterpolateArgs, InvertArgs, check_writable, parse_command_args
+from genlab.commands.args import InterpolateArgs, InvertArgs, check_image_out, parse_command_args
 from genlab.data.base import image_transform
 from genlab.diffusion import ddim_invert, ddim_sample, slerp
 from genlab.errors import GenlabError
-from genlab.images import image_grid, save_png, to_8bit
+from genlab.images import FIGURE_MARK, image_grid, save_png, to_8bit
 from genlab.models import DiffusionModule, GANModule, generator_kinds, is_diffusion, kind_info
+from genlab.outputs import write_json
 from genlab.runs.checkpoint import checkpoint_kind, load_diffusion, load_generator, read_checkpoint
 
 matplotlib.use("Agg")  # no display on servers
@@ -73,10 +73,11 @@ def parse_source(text: str, key: str, bare_int: Literal["seed", "index"], allow_
 
 
 def check_png_out(out: str) -> None:
-    """Fail before any work when `out` is not a writable .png file."""
+    """Fail before any work when `out` is not a writable .png file, or it or a file written beside it is the
+    user's."""
     if Path(out).suffix.lower() != ".png" or out.endswith("/"):
         raise GenlabError(f"out={out}: give a .png file to write.")
-    check_writable(out)
+    check_image_out(out, companions=lambda p: [p.with_suffix(".json"), error_curve_path(str(p))])
 
 
 def check_steps(steps: int, timesteps: int) -> None:
@@ -236,7 +237,7 @@ def invert_command(args: list[str]) -> None:
         plot_error_curve(result.mse_per_step, error_curve_path(a.out))
         print(f"genlab: reconstruction error {result.mse_per_step[0]:.4g} -> {mse:.4g}; per step in "
               f"{error_curve_path(a.out)}")
-    Path(a.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(Path(a.out).with_suffix(".json"), record, "genlab invert")
     note = f" (DDIM paper, CIFAR-10, S={a.steps}: {paper})" if paper is not None else ""
     steps = f"S={a.steps}" if kind == "ddpm" else f"{a.steps} steps"
     print(f"genlab: reconstruction MSE per dimension on [0, 1] pixels, {steps}: {mse:.3g}{note}")
@@ -257,7 +258,7 @@ def plot_error_curve(errors: list[float], path: Path) -> None:
     ax.set(xlabel="step", ylabel="MSE on [0, 1] pixels", yscale="log", title="GAN inversion")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata=FIGURE_MARK)
     plt.close(fig)
 
 
@@ -300,5 +301,5 @@ def interpolate_command(args: list[str]) -> None:
     )
     save_png(image_grid(images.clamp(-1, 1).cpu(), nrow=a.n), Path(a.out))
     record = {"ckpt": a.ckpt, "a": a.a, "b": a.b, "n": a.n, "steps": a.steps, "clip": a.clip, "alphas": alphas.tolist()}
-    Path(a.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(Path(a.out).with_suffix(".json"), record, "genlab interpolate")
     print(f"genlab: wrote {a.n} images interpolated from {a.a} to {a.b} to {a.out}")

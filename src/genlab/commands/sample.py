@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from genlab.build import pick_device
-from genlab.commands.args import SampleArgs, check_writable, parse_classes, parse_command_args, parse_steps
+from genlab.commands.args import SampleArgs, check_image_out, parse_classes, parse_command_args, parse_steps
 from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings, guidance_weight
 from genlab.errors import GenlabError
-from genlab.images import write_images
+from genlab.images import image_grid, is_folder_target, png_names, save_png, save_png_folder
 from genlab.metrics.class_accuracy import class_accuracy
 from genlab.models import DiffusionModule, GANModule, is_diffusion
+from genlab.outputs import start_folder
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
 from genlab.runs.folder import default_output
 
@@ -49,10 +51,11 @@ def sampler_settings(a: SampleArgs, module: DiffusionModule, steps: int | None) 
 def sample_command(args: list[str]) -> None:
     """Run `genlab sample` with command-line arguments."""
     a = parse_sample_args(args)
+    explicit = a.out is not None
     if a.out is None:  # results stay with the run: <run>/samples/sample-<sampler><steps>-seed<seed>.png
         steps = str(a.steps).replace(",", "-").strip("[]") if a.steps is not None else ""
         a.out = default_output(a.ckpt, "samples", f"sample-{a.sampler}{steps}-seed{a.seed}.png", "samples.png")
-    check_writable(a.out)
+    check_image_out(a.out, explicit)
     ckpt = read_checkpoint(a.ckpt)
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
     del ckpt  # the module holds its weights now
@@ -69,11 +72,21 @@ def sample_command(args: list[str]) -> None:
     else:
         images, scorer = sample_gan(a, module, labels, device)
     nrow = a.n if several_steps else (a.per_class if labels is not None else None)
-    written = write_images(images, a.out, a.nrow or nrow)
-    print(f"genlab: wrote {written}")
+    print(f"genlab: wrote {write_images(images, a.out, a.nrow or nrow)}")
     if labels is not None and scorer is not None:
         accuracy = class_accuracy(scorer, images, labels)
         print(f"genlab: class accuracy {accuracy:.3f} over {len(images)} samples (classifier at t=0)")
+
+
+def write_images(images: torch.Tensor, out: str, nrow: int | None) -> str:
+    """One grid PNG, or one PNG per image when `out` is a folder (checked by check_image_out); says what was
+    written, for the user."""
+    if is_folder_target(out):
+        start_folder(Path(out), "genlab sample", png_names(len(images)))
+        save_png_folder(images, Path(out))
+        return f"{len(images)} PNGs to {out}"
+    save_png(image_grid(images, nrow=nrow), Path(out))
+    return f"a grid of {len(images)} samples to {out}"
 
 
 def sample_diffusion(a: SampleArgs, module: DiffusionModule, labels: torch.Tensor | None,

@@ -13,6 +13,7 @@ import wandb
 
 from genlab.commands.args import TableArgs, parse_command_args
 from genlab.errors import GenlabError
+from genlab.outputs import check_file_out, free_name
 from genlab.runs.folder import default_output
 from genlab.runs.provenance import describe_machine
 from genlab.tables.cells import CellStore
@@ -116,6 +117,11 @@ def table_command(args: list[str]) -> dict[str, Any]:
         first = a.ckpt or next(iter(a.ckpts.values()), None)
         a.out = default_output(first, "tables", "", "tables") if first else "tables"
     out = Path(a.out)
+    paths = {"md": out / f"{spec.name}.md", "csv": out / f"{spec.name}.csv", "png": out / f"{spec.name}.png"}
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"out={out} is a file; give the folder for the table's files.")
+    for path in paths.values():  # before any cell runs, not after
+        check_file_out(path, f"Choose another out= folder, e.g. out={free_name(out)}.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -126,7 +132,6 @@ def table_command(args: list[str]) -> dict[str, Any]:
     entries = aggregate(spec, records)
     command = "genlab table " + " ".join(shlex.quote(x) for x in args)
     markdown = compose_markdown(spec, entries, provenance(spec, ctx, records, command, time.time() - started))
-    paths = {"md": out / f"{spec.name}.md", "csv": out / f"{spec.name}.csv", "png": out / f"{spec.name}.png"}
     paths["md"].write_text(markdown)
     header, rows = csv_rows(spec, entries)
     write_csv(paths["csv"], header, rows)

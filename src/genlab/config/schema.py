@@ -197,7 +197,9 @@ class SamplerConfig:
 @dataclass
 class TrainerConfig:
     max_steps: int = 5000
-    max_time: Optional[float] = None  # minutes of training (Lightning's max_time); a resumed run spends what is left
+    # minutes of training (Lightning's max_time), a finite number; null: no budget (inf is refused, say null). A
+    # resumed run spends what is left
+    max_time: Optional[float] = None
     max_epochs: int = -1
     accelerator: str = "auto"
     devices: Any = "auto"  # int, list of ints or "auto"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -9,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from genlab.config.schema import PerfConfig, to_container
 from genlab.diffusion import LOSS_TERMS, SamplerSettings
 from genlab.errors import GenlabError
+from genlab.nn.unet import check_layout
 
 
 def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
@@ -32,6 +34,7 @@ def validate(cfg: DictConfig) -> None:
     _check(len(cfg.unet.channel_mult) > 0, "unet.channel_mult", list(cfg.unet.channel_mult), "a non-empty list")
     _check(cfg.unet.num_res_blocks > 0, "unet.num_res_blocks", cfg.unet.num_res_blocks, "a positive integer")
     _check(0.0 <= cfg.unet.dropout < 1.0, "unet.dropout", cfg.unet.dropout, "in [0, 1)")
+    validate_unet(cfg)
     _check(cfg.diffusion.timesteps > 0, "diffusion.timesteps", cfg.diffusion.timesteps, "a positive integer")
     _check(
         0.0 < cfg.diffusion.beta_start < cfg.diffusion.beta_end < 1.0,
@@ -58,7 +61,8 @@ def validate(cfg: DictConfig) -> None:
     SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.")
     _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
     if cfg.trainer.max_time is not None:
-        _check(cfg.trainer.max_time > 0, "trainer.max_time", cfg.trainer.max_time, "a positive number of minutes")
+        _check(0 < cfg.trainer.max_time < math.inf, "trainer.max_time", cfg.trainer.max_time,
+               "a positive, finite number of minutes; leave it out (null) for no time budget")
     _check(cfg.trainer.val_every_n_steps > 0, "trainer.val_every_n_steps", cfg.trainer.val_every_n_steps, "> 0")
     _check(cfg.trainer.log_every_n_steps > 0, "trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, "> 0")
     _check(cfg.trainer.nonfinite_window > 0, "trainer.nonfinite_window", cfg.trainer.nonfinite_window, "> 0")
@@ -79,6 +83,17 @@ def validate(cfg: DictConfig) -> None:
     _check(ckpt.every_n_minutes is None or ckpt.every_n_minutes > 0, "callbacks.checkpoint.every_n_minutes",
            ckpt.every_n_minutes, "a positive number of minutes, or null")
     validate_eval(cfg)
+
+
+def validate_unet(cfg: DictConfig) -> None:
+    """The U-Net's layout (the networks' own check, on plain numbers), for the kinds built on it."""
+    if cfg.model.kind not in ("ddpm", "classifier"):
+        return
+    u, res = cfg.unet, cfg.data.resolution
+    try:
+        check_layout(res, u.base_channels, list(u.channel_mult), list(u.attention_resolutions), u.num_heads)
+    except ValueError as exc:  # the message build_unet gives, now when the config loads
+        raise GenlabError(f"invalid unet config for {res}x{res} data: {exc}.") from None
 
 
 def validate_eval(cfg: DictConfig) -> None:

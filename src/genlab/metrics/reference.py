@@ -19,6 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -106,21 +107,50 @@ def reference_features(
 
 
 def drop_unreadable_cache(key: str, cache_dir: Path) -> list[Path]:
-    """Delete (and name) every cache file of `key` that is not a complete torch.save archive, so that it is computed
-    again rather than read half-written: a run killed while writing it, or a full disk, leaves such a file."""
+    """Delete (and name) every cache file of `key` that is not a complete torch.save archive of what torch-fidelity
+    writes there, so that it is computed again rather than read: a run killed while writing it, or a full disk,
+    leaves a truncated file; another program (or a hand) can leave a valid torch file of something else. The
+    statistics derived from dropped features go too, so that nothing is computed from the old ones."""
     dropped = []
     for path in sorted(Path(cache_dir).glob(f"{key}-*.pt")):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()  # reads every member and checks its CRC
-        except (zipfile.BadZipFile, OSError, EOFError):
-            bad = path.name
-        if bad is not None:
-            print(f"genlab: the cached reference statistics {path} are unreadable (truncated?); deleted, they are "
-                  "computed again.")
+        problem = cache_file_problem(path)
+        if problem is not None:
+            print(f"genlab: the cached reference statistics {path} are {problem}; deleted, they are computed again.")
+            path.unlink(missing_ok=True)
+            dropped.append(path)
+    if any("-features-" in p.name for p in dropped):
+        for path in sorted(Path(cache_dir).glob(f"{key}-*-stat-*.pt")):
             path.unlink(missing_ok=True)
             dropped.append(path)
     return dropped
+
+
+# What torch-fidelity pickles into its FID statistics files ({"mu": ndarray, "sigma": ndarray}): allowed, nothing more.
+NUMPY_GLOBALS = [np.dtype, np.ndarray, (getattr(np, "_core", None) or np.core).multiarray._reconstruct, type(np.dtype(np.float64)),
+                 type(np.dtype(np.float32))]
+
+
+def cache_file_problem(path: Path) -> str | None:
+    """What is wrong with a reference cache file; None for an [N, F] feature tensor or FID statistics (mu [F],
+    sigma [F, F]), as torch-fidelity writes them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:  # reads every member and checks its CRC
+                return "unreadable (truncated?)"
+        with torch.serialization.safe_globals(NUMPY_GLOBALS):
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return "unreadable (truncated?)"
+    except Exception as exc:  # a torch file of other objects, or a corrupt pickle inside a whole archive
+        return f"unreadable ({type(exc).__name__})"
+    if "-stat-" in path.name:
+        mu, sigma = (content.get(k) if isinstance(content, dict) else None for k in ("mu", "sigma"))
+        if isinstance(mu, np.ndarray) and isinstance(sigma, np.ndarray) and sigma.shape == mu.shape * 2:
+            return None
+        return "not FID statistics (mu [F], sigma [F, F])"
+    if isinstance(content, Tensor) and content.ndim == 2:
+        return None
+    return "not a feature matrix [N, F]"
 
 
 def feature_files(key: str, extractor_name: str, layers: list[str], cache_dir: Path) -> list[Path]:

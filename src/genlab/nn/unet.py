@@ -51,6 +51,27 @@ def level_resolutions(resolution: int, channel_mult: Sequence[int]) -> list[int]
     return [resolution // 2**i for i in range(len(channel_mult))]
 
 
+def check_layout(resolution: int, base_channels: int, channel_mult: Sequence[int],
+                 attention_resolutions: Sequence[int], num_heads: int) -> list[int]:
+    """The level resolutions of a U-Net of this layout; ValueError when it cannot be built: a resolution that cannot
+    be halved enough, attention at a resolution no level has, or heads that do not divide an attending level's
+    channels. Plain numbers, so a config is checked when it loads, before any network exists."""
+    resolutions = level_resolutions(resolution, channel_mult)
+    bad = sorted(set(attention_resolutions) - set(resolutions))
+    if bad:
+        raise ValueError(
+            f"attention_resolutions {bad} are not level resolutions {resolutions} "
+            f"(resolution={resolution}, channel_mult={tuple(channel_mult)})"
+        )
+    # The middle block attends at the last level's width, besides the levels of attention_resolutions.
+    attending = {base_channels * m for m, r in zip(channel_mult, resolutions) if r in attention_resolutions}
+    for channels in sorted(attending | {base_channels * channel_mult[-1]}):
+        if num_heads < 1 or channels % num_heads != 0:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide the {channels} channels of every "
+                             "attention block")
+    return resolutions
+
+
 class ResAttn(nn.Module):
     """A ResBlock optionally followed by self-attention."""
 
@@ -128,15 +149,9 @@ class UNetEncoder(nn.Module):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        resolutions = level_resolutions(resolution, channel_mult)
+        resolutions = check_layout(resolution, base_channels, channel_mult, attention_resolutions, num_heads)
         _check_args(in_channels, base_channels, num_res_blocks, dropout, num_classes)
         time_injection = check_time_injection(time_injection)
-        bad = sorted(set(attention_resolutions) - set(resolutions))
-        if bad:
-            raise ValueError(
-                f"attention_resolutions {bad} are not level resolutions {resolutions} "
-                f"(resolution={resolution}, channel_mult={tuple(channel_mult)})"
-            )
         self.base_channels = base_channels
         self.channel_mult = tuple(channel_mult)
         self.num_res_blocks = num_res_blocks

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter  # noqa: E402
 
+from genlab.images import FIGURE_MARK  # noqa: E402
 from genlab.tables.spec import METRICS, TableSpec  # noqa: E402
 
 
@@ -105,5 +106,5 @@ def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> No
             ax.grid(alpha=0.3, axis="y")
     fig.suptitle(spec.title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=FIGURE_MARK)
     plt.close(fig)

@@ -84,10 +84,14 @@ def paper_table(spec: TableSpec) -> str:
     return "\n".join(lines)
 
 
+NFE_BUDGET = "nfe_budget"
+
+
 def csv_rows(spec: TableSpec, entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows: one line per (row, column), full precision, empty where a metric does not apply."""
     setting_keys = sorted({k for e in entries for k in e["settings"]})
-    header = ["table", "row", "column", *setting_keys, "nfe", "seeds", "n"]
+    # A sweep of NFE budgets (nfe: 10) names its setting nfe_budget: "nfe" is the network evaluations each cell used.
+    header = ["table", "row", "column", *[NFE_BUDGET if k == "nfe" else k for k in setting_keys], "nfe", "seeds", "n"]
     for metric in METRICS:
         header += [f"{metric}_mean", f"{metric}_std"]
     header.append("cells")

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from genlab.images import FIGURE_MARK  # noqa: E402
 from genlab.models import MODEL_KINDS  # noqa: E402
 
 
@@ -79,7 +80,7 @@ class LossCurve(L.Callback):
                 ax.legend(fontsize=8)
         fig.tight_layout()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.path, dpi=100)
+        fig.savefig(self.path, dpi=100, metadata=FIGURE_MARK)
         plt.close(fig)
 
     def state_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
 from genlab.training.callbacks.power_ema import power_multi_avg_fn, sigma_rel_to_gamma
 
 
@@ -62,13 +62,29 @@ class Reconstruction:
 
 def read_snapshots(folder: Path, last_step: int) -> list[dict[str, Any]]:
     """The snapshots in `folder` up to `last_step` (the checkpoint's), oldest first."""
-    files = sorted(Path(folder).glob("step*-sigma*.pt"))
-    snaps = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    snaps = [read_snapshot(f) for f in sorted(Path(folder).glob("step*-sigma*.pt"))]
     snaps = [s for s in snaps if s["step"] <= last_step]
     if not snaps:
         raise GenlabError(f"no power-EMA snapshots in {folder}: train with model.ema.posthoc=true (and "
                           "model.ema.posthoc_every_n_steps=N) to be able to choose the EMA length afterwards.")
     return snaps
+
+
+SNAPSHOT_KEYS = ("step", "updates", "sigma_rel", "gamma", "params")
+
+
+def read_snapshot(path: Path) -> dict[str, Any]:
+    """One snapshot file, or a one-line error naming it (truncated by a full disk or a copy cut short, or foreign)."""
+    try:
+        snap = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle errors, foreign formats
+        raise GenlabError(f"the post-hoc EMA snapshot {path} cannot be read ({type(exc).__name__}: "
+                          f"{first_line(exc, 100)}); it may be truncated. Move it out of {path.parent} to rebuild "
+                          "the EMA from the other snapshots.") from None
+    if not isinstance(snap, dict) or any(k not in snap for k in SNAPSHOT_KEYS):
+        raise GenlabError(f"{path} is not a genlab post-hoc EMA snapshot (it lacks {', '.join(SNAPSHOT_KEYS)}); move "
+                          f"it out of {path.parent}.")
+    return snap
 
 
 def reconstruct(ckpt: dict[str, Any], snaps: list[dict[str, Any]], sigma_rel: float) -> Reconstruction:
