@@ -39,6 +39,9 @@ class Model:
         """n images in [-1, 1] ([n, C, H, W], on the CPU). Settings not given are the checkpoint's `sampler` block;
         `classes` is one class for every sample or one per sample; `classifier` a noise-aware classifier
         checkpoint for classifier guidance with `classifier_scale`."""
+        for name, value in (("n", n), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GenlabError(f"{name}={value!r}: {name} must be a positive integer.")
         labels = self._labels(n, classes)
         if not is_diffusion(self.module):
             if any(v is not None for v in (sampler, steps, eta, spacing, guidance, classifier)) or classifier_scale:

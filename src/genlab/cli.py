@@ -10,7 +10,7 @@ import sys
 from typing import Callable
 
 from genlab import __version__
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, disk_full, first_line, mount_point
 
 USAGE = """usage: genlab COMMAND [key=value ...]      genlab COMMAND --help: every argument, its type and default
 
@@ -92,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         command_function(command)(args)
     except GenlabError as exc:
         print(f"genlab {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a full disk while writing anything (logs, grids, snapshots) is the user's to fix
+        full = disk_full(exc)
+        if full is None:
+            raise
+        written = getattr(full, "filename", None)
+        where = f"{mount_point(written)} (writing {written})" if written else f"the device ({first_line(full)})"
+        print(f"genlab {command}: error: no space left on {where}. Free some space, or write to another disk; a run "
+              "continues with resume=auto.", file=sys.stderr)
         return 2
     return 0
 

@@ -57,8 +57,9 @@ def folder_images(folder: Path, channels: int, resolution: int) -> tuple[Tensor,
     if not files:
         raise GenlabError(f"samples={folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in that folder.")
     if len(files) < MIN_IMAGES:
-        raise GenlabError(f"samples={folder} holds {len(files)} images: score at least {MIN_IMAGES} (FID and "
-                          f"precision/recall need many more to mean anything; 10,000 is usual).")
+        images = f"{len(files)} image" + ("s" if len(files) > 1 else "")
+        raise GenlabError(f"samples={folder} holds {images}: score at least {MIN_IMAGES} (FID and precision/recall "
+                          "need many more to mean anything; 10,000 is usual).")
     images, sizes, modes = [], set(), set()
     mode = "L" if channels == 1 else "RGB"
     for path in files:

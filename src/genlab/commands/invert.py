@@ -222,6 +222,7 @@ def invert_command(args: list[str]) -> None:
     kind = "ddpm" if is_diffusion(module) else "gan"
     # A diffusion model is inverted by DDIM run forwards, a GAN by optimising z.
     result = invert_ddpm(a, source, module) if is_diffusion(module) else invert_gan(a, source, module)
+    check_finite(torch.cat([result.latent_view, result.recon]), f"inverting {a.image} with {a.ckpt}")
     mse = float(((to_unit(result.recon) - to_unit(result.target)) ** 2).mean())
     panels = torch.cat([result.target, result.latent_view, result.recon])  # [3, C, H, W]
     save_png(image_grid(panels, nrow=3), Path(a.out))
@@ -243,6 +244,13 @@ def invert_command(args: list[str]) -> None:
     print(f"genlab: reconstruction MSE per dimension on [0, 1] pixels, {steps}: {mse:.3g}{note}")
     middle = "x_T" if kind == "ddpm" else "start"
     print(f"genlab: wrote target | {middle} | reconstruction to {a.out}")
+
+
+def check_finite(images: Tensor, what: str) -> None:
+    """NaN or inf is an error, never a black PNG or an MSE of NaN (as in sample, eval and table)."""
+    if not bool(torch.isfinite(images).all()):
+        raise GenlabError(f"{what} gave non-finite values (NaN or inf); nothing was written. The weights may have "
+                          "diverged: check the run's loss curve, or try the raw weights with ema=false.")
 
 
 def error_curve_path(out: str) -> Path:
@@ -299,6 +307,7 @@ def interpolate_command(args: list[str]) -> None:
         model_kwargs=model_kwargs_for(module, a.label, a.n),
         progress=True,
     )
+    check_finite(images, f"interpolating with {a.ckpt}")
     save_png(image_grid(images.clamp(-1, 1).cpu(), nrow=a.n), Path(a.out))
     record = {"ckpt": a.ckpt, "a": a.a, "b": a.b, "n": a.n, "steps": a.steps, "clip": a.clip, "alphas": alphas.tolist()}
     write_json(Path(a.out).with_suffix(".json"), record, "genlab interpolate")

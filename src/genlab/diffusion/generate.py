@@ -99,7 +99,11 @@ def generate(
 def nonfinite_message(settings: SamplerSettings, num_timesteps: int, start: int, b: int) -> str:
     """Why no image of a batch with NaN or inf is ever written or scored, and which setting to look at."""
     causes = [f"{k}={getattr(settings, k):g}" for k in ("guidance", "classifier_scale") if getattr(settings, k)]
-    hint = (f"lower {' or '.join(causes)}" if causes else
-            "the weights may have diverged (check the run's loss curve), or try sampler=ddim with clipping")
+    if causes:
+        hint = f"lower {' or '.join(causes)}"
+    elif settings.name == SamplerName.ddim and settings.clip:  # already the most robust sampler: nothing to try there
+        hint = "the weights may have diverged: check the run's loss curve, or sample the raw weights with ema=false"
+    else:
+        hint = "the weights may have diverged (check the run's loss curve), or try sampler=ddim with clipping"
     return (f"sampling with {settings.label(num_timesteps)} gave non-finite values (NaN or inf) in samples "
             f"{start}..{start + b - 1}; nothing was written or scored. {hint[0].upper()}{hint[1:]}.")

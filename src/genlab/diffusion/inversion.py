@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
+from genlab.diffusion.progress import steps_bar
 from genlab.diffusion.samplers import ddim_step, timestep_batch
 from genlab.diffusion.schedules import ddim_timesteps
 
@@ -48,7 +48,7 @@ def ddim_invert(
     model_kwargs = model_kwargs or {}
     x = x0
     pairs = list(zip([-1] + timesteps[:-1], timesteps))
-    for t_prev, t_next in tqdm(pairs, desc="DDIM inversion", disable=not progress):
+    for t_prev, t_next in steps_bar(pairs, "DDIM inversion", progress):
         t_model = timestep_batch(max(t_prev, 0), x)
         eps = model_fn(x, t_model, **model_kwargs)
         alpha_bar_next = diffusion.extract(diffusion.alphas_cumprod, timestep_batch(t_next, x), x)

@@ -14,10 +14,10 @@ import math
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from genlab.diffusion.classifier_guidance import CondFn, guided_eps, guided_mean
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn, predict_x0, x0_coefficients
+from genlab.diffusion.progress import steps_bar
 from genlab.diffusion.respace import respace
 from genlab.diffusion.schedules import ddim_timesteps
 
@@ -81,7 +81,7 @@ def ddpm_sample(
         process, timestep_map = respace(diffusion, steps or diffusion.num_timesteps, spacing, variance)
     x = _initial_noise(diffusion, shape, x_T, generator)
     model_kwargs = model_kwargs or {}
-    for i in tqdm(range(process.num_timesteps - 1, -1, -1), desc="DDPM", disable=not progress):
+    for i in steps_bar(range(process.num_timesteps - 1, -1, -1), "DDPM", progress):
         t = timestep_batch(i, x)  # the step of `process`
         t_model = t if timestep_map is None else timestep_batch(int(timestep_map[i]), x)  # the original timestep
         eps = model_fn(x, t_model, **model_kwargs)
@@ -166,7 +166,7 @@ def ddim_sample(
     # Pairs (t, t_prev): [(t_S, t_{S-1}), ..., (t_2, t_1 = 0), (0, -1)], with abar_{-1} = 1 so the last step
     # returns its predicted x0. E.g. T=1000, steps=50: [(999, 979), (979, 958), ..., (20, 0), (0, -1)].
     pairs = list(zip(timesteps, timesteps[1:] + [-1]))
-    for t_cur, t_prev in tqdm(pairs, desc="DDIM", disable=not progress):
+    for t_cur, t_prev in steps_bar(pairs, "DDIM", progress):
         t = timestep_batch(t_cur, x)
         eps = model_fn(x, t, **model_kwargs)
         alpha_bar_t = diffusion.extract(diffusion.alphas_cumprod, t, x)

@@ -138,7 +138,9 @@ class SamplerSettings:
 
     def with_nfe(self, nfe: int) -> "SamplerSettings":
         """The same sampler with the most steps whose network evaluations do not exceed `nfe` (heun: odd NFE only)."""
-        steps = max(1, (nfe + 1) // 2) if self.name == SamplerName.heun else nfe
+        if isinstance(nfe, bool) or nfe < 1:
+            raise GenlabError(f"nfe={nfe} is out of range: it must be a positive number of network evaluations.")
+        steps = (nfe + 1) // 2 if self.name == SamplerName.heun else nfe
         return dataclasses.replace(self, steps=steps)
 
     def describe(self, num_timesteps: int, model_variance: str = "beta_tilde") -> dict[str, Any]:

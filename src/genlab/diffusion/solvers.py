@@ -21,10 +21,10 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from genlab.diffusion.classifier_guidance import CondFn, guided_eps
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
+from genlab.diffusion.progress import steps_bar
 from genlab.diffusion.samplers import _initial_noise
 from genlab.diffusion.solver_steps import (
     dpmpp_2m_step,
@@ -115,7 +115,7 @@ def dpmpp_2m_sample(
     points, x = _setup("dpmpp_2m", diffusion, shape, steps, spacing, x_T, generator)
     den = _Denoiser(model_fn, model_kwargs, cond_fn, clip_denoised, points)
     d_prev = None
-    for i in tqdm(range(steps), desc="DPM-Solver++(2M)", disable=not progress):
+    for i in steps_bar(range(steps), "DPM-Solver++(2M)", progress):
         d = den.x0(x, points[i])
         second_order = d_prev is not None and points[i + 1].sigma > 0
         x = dpmpp_2m_step(x, d, d_prev if second_order else None, points[i - 1], points[i], points[i + 1])
@@ -149,7 +149,7 @@ def unipc_sample(
     den = _Denoiser(model_fn, model_kwargs, cond_fn, clip_denoised, points)
     m_prev = m_older = x_base = None
     order_prev = 0
-    for i in tqdm(range(steps), desc="UniPC", disable=not progress):
+    for i in steps_bar(range(steps), "UniPC", progress):
         m = den.x0(x, points[i])
         if i > 0:  # UniC: x_i is the predictor's output from x_base at point i-1
             older = m_older if order_prev == 2 else None
@@ -183,7 +183,7 @@ def euler_sample(
     points, x = _setup("euler", diffusion, shape, steps, spacing, x_T, generator)
     den = _Denoiser(model_fn, model_kwargs, cond_fn, clip_denoised, points)
     x = x / points[0].alpha
-    for i in tqdm(range(steps), desc="Euler", disable=not progress):
+    for i in steps_bar(range(steps), "Euler", progress):
         x = euler_step(x, den.dxdsigma(x, points[i]), points[i].sigma_ve, points[i + 1].sigma_ve)
     return x
 
@@ -211,7 +211,7 @@ def heun_sample(
     points, x = _setup("heun", diffusion, shape, steps, spacing, x_T, generator)
     den = _Denoiser(model_fn, model_kwargs, cond_fn, clip_denoised, points)
     x = x / points[0].alpha
-    for i in tqdm(range(steps), desc="Heun", disable=not progress):
+    for i in steps_bar(range(steps), "Heun", progress):
         cur, nxt = points[i], points[i + 1]
         d = den.dxdsigma(x, cur)
         x_euler = euler_step(x, d, cur.sigma_ve, nxt.sigma_ve)

@@ -126,8 +126,8 @@ def drop_unreadable_cache(key: str, cache_dir: Path) -> list[Path]:
 
 
 # What torch-fidelity pickles into its FID statistics files ({"mu": ndarray, "sigma": ndarray}): allowed, nothing more.
-NUMPY_GLOBALS = [np.dtype, np.ndarray, (getattr(np, "_core", None) or np.core).multiarray._reconstruct, type(np.dtype(np.float64)),
-                 type(np.dtype(np.float32))]
+NUMPY_GLOBALS = [np.dtype, np.ndarray, (getattr(np, "_core", None) or np.core).multiarray._reconstruct,
+                 type(np.dtype(np.float64)), type(np.dtype(np.float32))]
 
 
 def cache_file_problem(path: Path) -> str | None:

@@ -6,7 +6,6 @@ that replaces the target only when complete, so a crash never leaves a partial c
 
 from __future__ import annotations
 
-import errno
 import os
 import pickle
 import shutil
@@ -17,14 +16,15 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from genlab.errors import GenlabError, first_line
+from genlab.errors import GenlabError, disk_full, first_line, mount_point
 from genlab.models import ClassifierModule, DiffusionModule, GANModule, generator_kinds, kind_info
 
 TMP_MARK = ".tmp-"
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """torch.load a checkpoint safely (weights_only: no code runs from the file)."""
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """torch.load a checkpoint safely (weights_only: no code runs from the file). `mmap`: map the tensors instead
+    of reading them, to check a file cheaply."""
     path = Path(path)
     if not path.is_file():
         raise GenlabError(f"checkpoint {path} does not exist. Pass ckpt=PATH to a .ckpt file under runs/*/*/checkpoints/.")
@@ -32,7 +32,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise GenlabError(f"checkpoint {path} is empty (0 bytes): a copy or a save was cut short. Use another one, "
                           "e.g. the run's last.ckpt, or resume=auto, which takes the newest intact one.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "weights_only" not in str(exc).lower() and "weights only" not in str(exc).lower():
             raise GenlabError(f"checkpoint {path} cannot be read ({first_line(exc)}).") from None
@@ -142,25 +142,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except (OSError, RuntimeError) as exc:
-            if not disk_full(exc):
+            if disk_full(exc) is None:
                 raise
-            free = shutil.disk_usage(path.parent).free / 2**20
+            tmp.unlink(missing_ok=True)  # before measuring what is free
+            free = shutil.disk_usage(path.parent).free
+            kept = f"The previous {path.name} is unchanged." if path.is_file() else f"No {path.name} was written."
             raise GenlabError(
-                f"no space left on the device to write the checkpoint {path}: it needs about "
-                f"{checkpoint_bytes(checkpoint) / 2**20:.0f} MiB in {path.parent} ({free:.0f} MiB free). The previous "
-                f"{path.name} is unchanged. Free some space, or resume=auto with a run_dir on another disk."
+                f"no space left on {mount_point(path)} to write the checkpoint {path}: it needs about "
+                f"{mib(checkpoint_bytes(checkpoint))} MiB in {path.parent} ({mib(free)} MiB free). {kept} "
+                "Free some space, or resume=auto with a run_dir on another disk."
             ) from None
         finally:
             tmp.unlink(missing_ok=True)
 
 
-def disk_full(exc: BaseException) -> bool:
-    """An exception from writing a file that means the disk (or quota) is full: ENOSPC/EDQUOT, or the zip writer's
-    RuntimeError that wraps it."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc).lower()
-    return "no space left" in text or "file write failed" in text or "quota exceeded" in text
+def mib(n_bytes: float) -> str:
+    """A size in MiB for a message: one decimal below 10 MiB (a small run's checkpoint is under 1 MiB)."""
+    value = n_bytes / 2**20
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
 def checkpoint_bytes(checkpoint: Any) -> int:

@@ -84,6 +84,12 @@ class RunDir:
         """Lightning's SLURM auto-requeue checkpoints, saved in the run folder on SIGUSR1."""
         return sorted(self.root.glob("hpc_ckpt_*.ckpt"))
 
+    def training_checkpoints(self) -> list[Path]:
+        """Every checkpoint of the run that holds its whole training state, from which it can resume: last.ckpt,
+        SLURM's hpc_ckpt_N.ckpt, best-*.ckpt and time-step*.ckpt (not genlab ema's posthoc-*.ckpt)."""
+        saved = [*sorted(self.checkpoints.glob("best-*.ckpt")), *sorted(self.checkpoints.glob("time-step*.ckpt"))]
+        return [p for p in (self.last_ckpt, *self.hpc_checkpoints(), *saved) if p.is_file()]
+
     def is_run(self) -> bool:
         """A genlab run folder: it holds config.yaml."""
         return self.config.is_file()

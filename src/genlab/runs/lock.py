@@ -104,10 +104,11 @@ def refuse_existing_run(run: RunDir, resume: str | None) -> None:
     if resume or not run.is_run():
         return
     record = read_record(run.root)
-    experiment = record.get("experiment", "an unknown experiment")
-    step = record.get("steps", "an unknown step")
+    known = [str(record["experiment"])] if "experiment" in record else []
+    known += [f"{name} {record[key]}" for key, name in (("steps", "step"), ("status", "status")) if key in record]
+    what = ", ".join(known) if known else "a config.yaml without run.json: it stopped before training began"
     raise GenlabError(
-        f"run folder {run.root} already holds a run ({experiment}, step {step}, status "
-        f"{record.get('status', 'unknown')}); a new run would overwrite its checkpoints, config and logs. "
+        f"run folder {run.root} already holds a run ({what}); a new run would overwrite its checkpoints, config and "
+        "logs. "
         f"Continue it with resume=auto run_dir={run.root}, or choose another folder with run_dir=PATH."
     )

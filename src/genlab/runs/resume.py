@@ -9,7 +9,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.config import from_container, to_container
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, first_line
+from genlab.runs.checkpoint import read_checkpoint
 from genlab.runs.folder import RunDir
 
 # Keys that may differ between the first run and its resumption: they change how long or how visibly the run
@@ -38,13 +39,30 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
         folders = [RunDir(Path(cfg.run_dir))]
     else:
         folders = [RunDir(p) for p in sorted((Path(cfg.runs_root) / cfg.experiment).glob("*")) if p.is_dir()]
-    candidates = [c for run in folders for c in (run.last_ckpt, *run.hpc_checkpoints())]
-    existing = [p for p in candidates if p.is_file()]
+    existing = [c for run in folders for c in run.training_checkpoints()]
+    where = cfg.run_dir or Path(cfg.runs_root) / cfg.experiment
     if not existing:
-        where = cfg.run_dir or Path(cfg.runs_root) / cfg.experiment
         print(f"genlab: resume=auto found no last.ckpt under {where}; starting a new run.")
         return None
-    return max(existing, key=lambda p: p.stat().st_mtime)
+    return newest_intact(existing, where)
+
+
+def newest_intact(checkpoints: list[Path], where: str | Path) -> Path:
+    """The newest of `checkpoints` that reads whole, naming each newer one skipped (cut short by a full disk or a
+    copy); a GenlabError when none does."""
+    skipped = []
+    for path in sorted(checkpoints, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            read_checkpoint(path, mmap=True)
+        except GenlabError as exc:
+            skipped.append(path)
+            print(f"genlab: resume=auto skips {path}: {first_line(exc).split('. ')[0]}")
+            continue
+        if skipped:
+            print(f"genlab: resume=auto continues from {path}, the newest intact checkpoint")
+        return path
+    raise GenlabError(f"resume=auto found no intact checkpoint under {where} ({', '.join(map(str, skipped[:4]))} "
+                      "cannot be read); resume=PATH from a copy, or start a new run in another folder.")
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

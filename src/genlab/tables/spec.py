@@ -123,6 +123,9 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         if isinstance(value, bool) or not isinstance(value, SETTINGS[key]):
             kinds = " or ".join(t.__name__ for t in SETTINGS[key])
             raise GenlabError(f"{where}: {key}={value!r} must be {kinds}.")
+    if settings.get("nfe") is not None and settings["nfe"] < 1:  # with_nfe would round it up to one step
+        raise GenlabError(f"{where}: nfe={settings['nfe']} is out of range: it must be a positive number of network "
+                          "evaluations.")
     if settings.get("sampler", "ddim") not in SAMPLERS:
         raise GenlabError(f"{where}: sampler={settings['sampler']!r} must be one of {', '.join(SAMPLERS)}.")
     if "sigma_rel" in settings:

@@ -47,8 +47,8 @@ def train(cfg: DictConfig, overrides: dict[str, str] | None = None) -> Path:
     run = make_run_dir(cfg.run_dir, cfg.runs_root, cfg.experiment)
     if launched_rank():  # rank 0 owns the folder and holds its lock
         return fit(cfg, run, datamodule, model, scorer, resume_from, resume_step, kept_log, overrides or {})
-    refuse_existing_run(run, cfg.resume)
-    with RunLock(run):
+    with RunLock(run):  # first: a folder another process is writing is named as such, not as a finished run
+        refuse_existing_run(run, cfg.resume)
         return fit(cfg, run, datamodule, model, scorer, resume_from, resume_step, kept_log, overrides or {})
 
 

@@ -78,9 +78,9 @@ def read_snapshot(path: Path) -> dict[str, Any]:
     try:
         snap = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle errors, foreign formats
-        raise GenlabError(f"the post-hoc EMA snapshot {path} cannot be read ({type(exc).__name__}: "
-                          f"{first_line(exc, 100)}); it may be truncated. Move it out of {path.parent} to rebuild "
-                          "the EMA from the other snapshots.") from None
+        raise GenlabError(f"the post-hoc EMA snapshot {path} cannot be read ({first_line(exc).split('. ')[0]}); "
+                          f"it may be truncated. Move it out of {path.parent} to rebuild the EMA from the other "
+                          "snapshots.") from None
     if not isinstance(snap, dict) or any(k not in snap for k in SNAPSHOT_KEYS):
         raise GenlabError(f"{path} is not a genlab post-hoc EMA snapshot (it lacks {', '.join(SNAPSHOT_KEYS)}); move "
                           f"it out of {path.parent}.")
