@@ -5,8 +5,8 @@ outputs from the user's:
 - a folder of sample PNGs holds a manifest, `.genlab-folder.json`, naming the command and the files it wrote;
 - a JSON result has a top-level "written_by" key;
 - a PNG has a "genlab" text chunk (images.save_png and the figures' savefig);
-- a Markdown file ends with an HTML comment, MD_MARK; a table's Markdown names its command, and its CSV has the
-  table's header.
+- a Markdown or CSV table has the header (or, for `genlab table`'s Markdown, the command) of the command that wrote
+  it: that command passes its own `mark` to check_file_out.
 A command writes into an existing file or folder only when it carries that mark (or, for a folder, is empty), and
 refuses otherwise with the out= to use instead. Checks create nothing: a refused command leaves no folder behind.
 """
@@ -36,7 +36,7 @@ def check_writable(target: Path) -> None:
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
-        raise GenlabError(f"cannot write {target}: {existing} is a file, not a folder; choose another out=PATH.")
+        raise GenlabError(f"cannot write to {target}: {existing} is a file, not a folder; choose another out=PATH.")
     try:
         with tempfile.NamedTemporaryFile(dir=existing):
             pass
@@ -67,32 +67,17 @@ def json_mark(path: Path) -> str | None:
     return "genlab eval" if {"metrics", "extractor"} <= set(data) else None
 
 
-MD_MARK = "<!-- written by genlab -->"  # the last line of a Markdown file genlab writes (invisible when rendered)
-
-
-def md_mark(path: Path) -> str | None:
-    """genlab's Markdown: MD_MARK, or the provenance footer of `genlab table` (which names its command)."""
+def first_line_of(path: Path) -> str | None:
+    """The first line of a text file (None when it cannot be read as text): where genlab's Markdown and CSV tables
+    carry their header, which is their mark."""
     try:
-        text = path.read_text()
+        with open(path, encoding="utf-8") as f:
+            return f.readline()
     except (OSError, UnicodeDecodeError):
         return None
-    if MD_MARK in text:
-        return "genlab"
-    return "genlab table" if "- Command: `genlab table " in text else None
 
 
-def csv_mark(path: Path) -> str | None:
-    """genlab's CSV: the header of `genlab table`'s (tables/render.py csv_rows)."""
-    try:
-        with open(path) as f:
-            header = f.readline()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return "genlab table" if header.startswith("table,row,column,") else None
-
-
-MARKS: dict[str, Callable[[Path], str | None]] = {".png": png_mark, ".json": json_mark, ".md": md_mark,
-                                                  ".csv": csv_mark}
+MARKS: dict[str, Callable[[Path], str | None]] = {".png": png_mark, ".json": json_mark}
 
 
 def check_file_out(path: Path, hint: str, mark: Callable[[Path], str | None] | None = None) -> None:

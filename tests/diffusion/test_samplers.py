@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -260,6 +261,9 @@ def test_sampler_errors() -> None:
         ddim_step(torch.zeros(2), torch.zeros(2), 0.5, 0.8, 0.5, None, False)
 
 
-def test_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    ddim_sample(small_diffusion(), fake_eps, SHAPE, steps=3, progress=True)
+    assert "DDIM" not in capsys.readouterr().err  # stderr redirected (to a file, a pipe): no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal
     ddim_sample(small_diffusion(), fake_eps, SHAPE, steps=3, progress=True)
     assert "DDIM" in capsys.readouterr().err

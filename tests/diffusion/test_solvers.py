@@ -357,7 +357,11 @@ def test_sweep_gives_finite_reproducible_samples(name: str, spacing: str, schedu
         assert out.shape == (3, 2, 4, 4) and torch.isfinite(out).all() and torch.equal(out, again)
 
 
-def test_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, label in [("dpmpp_2m", "DPM-Solver++(2M)"), ("unipc", "UniPC"), ("heun", "Heun"), ("euler", "Euler")]:
+        sample(name, 3, x_T_fixed(), progress=True)
+        assert label not in capsys.readouterr().err  # stderr redirected: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal
     for name, label in [("dpmpp_2m", "DPM-Solver++(2M)"), ("unipc", "UniPC"), ("heun", "Heun"), ("euler", "Euler")]:
         sample(name, 3, x_T_fixed(), progress=True)
         assert label in capsys.readouterr().err

@@ -10,11 +10,17 @@ from typing import Any
 from genlab.commands.args import CompareArgs, parse_command_args
 from genlab.commands.compare_plot import plot_runs
 from genlab.errors import GenlabError
-from genlab.outputs import MD_MARK, check_file_out, free_name
+from genlab.outputs import check_file_out, first_line_of, free_name
 from genlab.runs import RunDir
 from genlab.runs.record import read_record
 
 COLUMNS = ("run", "experiment", "overrides", "steps", "wall", "final loss", "best FID", "checkpoint")
+
+
+def compare_table_mark(path: Path) -> str | None:
+    """"genlab compare" when `path` is a table that genlab compare wrote (its header), else None."""
+    line = first_line_of(path)
+    return "genlab compare" if line is not None and line.startswith("| " + " | ".join(COLUMNS) + " |") else None
 
 
 def _metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -99,11 +105,11 @@ def compare_command(args: list[str]) -> None:
     out = Path(a.out)
     table_path, plot_path = out.with_suffix(".md"), out.with_suffix(".png")  # out=compare.md or out=compare.png
     hint = f"Choose another out=, e.g. out={free_name(table_path, lambda p: p.exists() or p.with_suffix('.png').exists())}."
-    for path in (table_path, plot_path):
-        check_file_out(path, hint)
+    check_file_out(table_path, hint, mark=compare_table_mark)
+    check_file_out(plot_path, hint)
     table = markdown_table(summaries)
     print(table, end="")
-    table_path.write_text(table + MD_MARK + "\n")
+    table_path.write_text(table)
     labels = [f"{s['experiment']} ({Path(s['run']).name}) {s['overrides']}".strip() for s in summaries]
     drawn = plot_runs(list(zip(labels, logs)), plot_path)
     print(f"genlab: saved the table to {table_path}" + (f" and the curves ({', '.join(drawn)}) to {plot_path}"

@@ -41,25 +41,26 @@ def split_config(data: dict[str, str]) -> DictConfig:
 MIN_IMAGES = 10  # as eval of a checkpoint requires of n: FID needs a covariance, the Inception Score 10 splits
 
 
-def check_samples_folder(folder: Path) -> Path:
-    """samples=DIR names an existing folder (before anything is loaded or written)."""
+def image_files(folder: Path) -> list[Path]:
+    """The image files of samples=DIR, checked before anything is loaded or written: an existing folder of at
+    least MIN_IMAGES images."""
     if not folder.exists():
         raise GenlabError(f"samples={folder}: no such folder. Give the folder of images to score.")
     if not folder.is_dir():
         raise GenlabError(f"samples={folder} is a file; give the folder that holds the images to score.")
-    return folder
-
-
-def folder_images(folder: Path, channels: int, resolution: int) -> tuple[Tensor, dict[str, Any]]:
-    """Every image of a folder as [-1, 1] floats [N, C, R, R], converted to the split's channels and resolution
-    (bilinear with antialiasing, as torch-fidelity resizes), and a note of what was converted."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise GenlabError(f"samples={folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in that folder.")
     if len(files) < MIN_IMAGES:
         images = f"{len(files)} image" + ("s" if len(files) > 1 else "")
         raise GenlabError(f"samples={folder} holds {images}: score at least {MIN_IMAGES} (FID and precision/recall "
                           "need many more to mean anything; 10,000 is usual).")
+    return files
+
+
+def folder_images(files: list[Path], channels: int, resolution: int) -> tuple[Tensor, dict[str, Any]]:
+    """The images as [-1, 1] floats [N, C, R, R], converted to the split's channels and resolution (bilinear with
+    antialiasing, as torch-fidelity resizes), and a note of what was converted."""
     images, sizes, modes = [], set(), set()
     mode = "L" if channels == 1 else "RGB"
     for path in files:
@@ -83,15 +84,16 @@ def folder_images(folder: Path, channels: int, resolution: int) -> tuple[Tensor,
 
 def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
     """Score a.samples against the split of `data`; write the JSON and return the result."""
+    source = Path(a.samples)
+    files = image_files(source)
+    out = Path(a.out or "eval_folder.json")
+    samples_dir = check_eval_out(out, source)
     cfg = split_config(data)
     spec: ExtractorSpec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
-    source = check_samples_folder(Path(a.samples))
-    out = Path(a.out or "eval_folder.json")
-    samples_dir = check_eval_out(out, source)
     started = time.time()
-    images, note = folder_images(source, int(cfg.data.channels), int(cfg.data.resolution))
+    images, note = folder_images(files, int(cfg.data.channels), int(cfg.data.resolution))
     for what in ("resized_to", "converted_to"):
         if note[what]:
             print(f"genlab: samples {what.replace('_', ' ')} {note[what]} (found {note['sizes_found']}, "

@@ -18,7 +18,14 @@ from genlab.runs.folder import default_output
 from genlab.runs.provenance import describe_machine
 from genlab.tables.cells import CellStore
 from genlab.tables.plot import plot_table
-from genlab.tables.render import aggregate, csv_rows, markdown_table, paper_table, write_csv
+from genlab.tables.render import (
+    aggregate,
+    csv_rows,
+    markdown_table,
+    paper_table,
+    table_file_mark,
+    write_csv,
+)
 from genlab.tables.runner import SweepContext, run_cells
 from genlab.tables.spec import METRICS, TableSpec, check_settings, load_spec
 from genlab.training.loggers import wandb_must_go_offline
@@ -46,7 +53,7 @@ def provenance(spec: TableSpec, ctx: SweepContext, records: list[dict[str, Any]]
     cell_seconds = sum(r["seconds"]["total"] for r in records)
     ex = ctx.extractor
     lines = [
-        f"- Command: `{command}`",
+        f"- Command: `{command}`",  # render.COMMAND_LINE: how a later table knows the file as genlab's
         f"- Checkpoint(s): {checkpoints}",
         f"- Each cell: {ctx.n} samples per seed, seeds {ctx.spec.seeds}; "
         + ("mean ± sample std over seeds." if len(ctx.spec.seeds) > 1 else "one seed."),
@@ -121,7 +128,8 @@ def table_command(args: list[str]) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise GenlabError(f"out={out} is a file; give the folder for the table's files.")
     for path in paths.values():  # before any cell runs, not after
-        check_file_out(path, f"Choose another out= folder, e.g. out={free_name(out)}.")
+        check_file_out(path, f"Choose another out= folder, e.g. out={free_name(out)}.",
+                       mark=table_file_mark if path.suffix != ".png" else None)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from genlab.outputs import first_line_of
 from genlab.tables.spec import METRICS, TableSpec
 
 MISSING = "-"
@@ -85,13 +86,27 @@ def paper_table(spec: TableSpec) -> str:
 
 
 NFE_BUDGET = "nfe_budget"
+COMMAND_LINE = "- Command: `genlab table "  # how the provenance footer of every table's Markdown names its command
+CSV_HEADER = "table,row,column,"
+
+
+def table_file_mark(path: Path) -> str | None:
+    """"genlab table" when `path` is a Markdown or CSV table that genlab table wrote, else None: the Markdown names
+    its command in the provenance footer, the CSV starts with the header of csv_rows."""
+    if path.suffix == ".csv":
+        line = first_line_of(path)
+        return "genlab table" if line is not None and line.startswith(CSV_HEADER) else None
+    try:
+        return "genlab table" if COMMAND_LINE in path.read_text(encoding="utf-8") else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def csv_rows(spec: TableSpec, entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows: one line per (row, column), full precision, empty where a metric does not apply."""
     setting_keys = sorted({k for e in entries for k in e["settings"]})
     # A sweep of NFE budgets (nfe: 10) names its setting nfe_budget: "nfe" is the network evaluations each cell used.
-    header = ["table", "row", "column", *[NFE_BUDGET if k == "nfe" else k for k in setting_keys], "nfe", "seeds", "n"]
+    header = [*CSV_HEADER.strip(",").split(","), *[NFE_BUDGET if k == "nfe" else k for k in setting_keys], "nfe", "seeds", "n"]
     for metric in METRICS:
         header += [f"{metric}_mean", f"{metric}_std"]
     header.append("cells")
