@@ -37,7 +37,8 @@ from torchvision import datasets, transforms
 
 import genlab
 from genlab.cli import main as genlab_main
-from genlab.images import image_grid, load_png, save_png_folder
+from genlab.images import image_grid, load_png
+from genlab.outputs import write_png_folder
 from genlab.runs.checkpoint import read_checkpoint
 from genlab.runs.provenance import describe_machine
 
@@ -195,7 +196,7 @@ def timed(name: str, folder: Path, nfe: int, n: int, draw) -> Sampled:
     started = time.perf_counter()
     images = draw()
     seconds = time.perf_counter() - started
-    save_png_folder(images, folder, replace=True)
+    write_png_folder(images, folder, "benchmarks/time_to_quality.py")
     record.write_text(json.dumps({"nfe": nfe, "seconds": seconds, "n": n}))
     return Sampled(name, folder, nfe, seconds, n)
 

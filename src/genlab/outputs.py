@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
+from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.images import PNG_MARK
+from genlab.images import PNG_MARK, png_names, save_png_folder
 
 FOLDER_MANIFEST = ".genlab-folder.json"
 WRITTEN_BY = "written_by"  # the JSON results' key
@@ -158,6 +159,12 @@ def start_folder(folder: Path, command: str, names: list[str], legacy_owner: Pat
     for path in old or []:
         path.unlink(missing_ok=True)
     (folder / FOLDER_MANIFEST).write_text(json.dumps({WRITTEN_BY: command, "files": sorted(names)}) + "\n")
+
+
+def write_png_folder(images: Tensor, folder: Path, command: str, legacy_owner: Path | None = None) -> None:
+    """One PNG per image into `folder`, replacing only what an earlier genlab write left there (start_folder)."""
+    start_folder(folder, command, png_names(len(images)), legacy_owner)
+    save_png_folder(images, folder)
 
 
 def write_json(path: Path, data: dict[str, Any], command: str) -> None:

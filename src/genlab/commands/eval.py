@@ -21,13 +21,13 @@ from genlab.commands.eval_folder import eval_folder_command
 from genlab.config import parse_overrides
 from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
-from genlab.images import image_grid, png_names, save_png_folder
+from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import SplitScore, extractor_record, isc_note, reference_record, score_against_split
 from genlab.metrics.nll import compute_nll
 from genlab.models import is_diffusion
-from genlab.outputs import check_eval_out, start_folder, write_json
+from genlab.outputs import check_eval_out, write_json, write_png_folder
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
 from genlab.runs.folder import default_output, run_of
 from genlab.training.loggers import log_eval_to_run
@@ -141,8 +141,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     started = time.time()
     kwargs = {"settings": settings, "progress": True} if settings is not None else {}
     images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, **kwargs)
-    start_folder(samples_dir, "genlab eval", png_names(len(images)), legacy_owner=out)
-    save_png_folder(images, samples_dir)
+    write_png_folder(images, samples_dir, "genlab eval", legacy_owner=out)
     seconds = {"sampling": round(time.time() - started, 2)}
 
     score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)

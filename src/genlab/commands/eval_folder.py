@@ -19,11 +19,11 @@ from genlab.commands.args import EvalArgs
 from genlab.config import load_config
 from genlab.data.image_folder import IMAGE_EXTENSIONS
 from genlab.errors import GenlabError
-from genlab.images import png_names, save_png_folder, to_8bit
+from genlab.images import to_8bit
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import extractor_record, isc_note, reference_record, score_against_split
-from genlab.outputs import check_eval_out, start_folder, write_json
+from genlab.outputs import check_eval_out, write_json, write_png_folder
 
 
 def split_config(data: dict[str, str]) -> DictConfig:
@@ -84,11 +84,11 @@ def folder_images(files: list[Path], channels: int, resolution: int) -> tuple[Te
 
 def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
     """Score a.samples against the split of `data`; write the JSON and return the result."""
+    cfg = split_config(data)
     source = Path(a.samples)
     files = image_files(source)
     out = Path(a.out or "eval_folder.json")
     samples_dir = check_eval_out(out, source)
-    cfg = split_config(data)
     spec: ExtractorSpec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
@@ -98,8 +98,7 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
         if note[what]:
             print(f"genlab: samples {what.replace('_', ' ')} {note[what]} (found {note['sizes_found']}, "
                   f"{note['modes_found']}) to match the {cfg.data.name} split")
-    start_folder(samples_dir, "genlab eval", png_names(len(images)), legacy_owner=out)
-    save_png_folder(images, samples_dir)
+    write_png_folder(images, samples_dir, "genlab eval", legacy_owner=out)
     device = pick_device(a.device)
     score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
     metrics, key = score.metrics, score.key

@@ -11,10 +11,10 @@ from genlab.build import pick_device
 from genlab.commands.args import SampleArgs, check_image_out, parse_classes, parse_command_args, parse_steps
 from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings, guidance_weight
 from genlab.errors import GenlabError
-from genlab.images import image_grid, is_folder_target, png_names, save_png, save_png_folder
+from genlab.images import image_grid, is_folder_target, save_png
 from genlab.metrics.class_accuracy import class_accuracy
 from genlab.models import DiffusionModule, GANModule, is_diffusion
-from genlab.outputs import start_folder
+from genlab.outputs import write_png_folder
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
 from genlab.runs.folder import default_output
 
@@ -82,8 +82,7 @@ def write_images(images: torch.Tensor, out: str, nrow: int | None) -> str:
     """One grid PNG, or one PNG per image when `out` is a folder (checked by check_image_out); says what was
     written, for the user."""
     if is_folder_target(out):
-        start_folder(Path(out), "genlab sample", png_names(len(images)))
-        save_png_folder(images, Path(out))
+        write_png_folder(images, Path(out), "genlab sample")
         return f"{len(images)} PNGs to {out}"
     save_png(image_grid(images, nrow=nrow), Path(out))
     return f"a grid of {len(images)} samples to {out}"
