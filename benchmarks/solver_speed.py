@@ -17,15 +17,20 @@ from typing import Callable
 
 import torch
 
-from genlab.diffusion import SOLVERS, GaussianDiffusion, ddim_sample, linear_betas, solver_nfe
+from genlab.diffusion import SAMPLERS as REGISTRY
+from genlab.diffusion import GaussianDiffusion, SamplerSettings, linear_betas, run_sampler, sampler_entry
 from genlab.nn import UNet
 
-SAMPLERS = ["ddim", *SOLVERS]
+SAMPLERS = [name for name in REGISTRY if SamplerSettings(name=name).deterministic]  # DDIM (eta 0) and the solvers
 
 
 def steps_for(name: str, nfe: int) -> int:
-    """The step count whose NFE is `nfe` (Heun: the nearest, 2 steps - 1 <= nfe)."""
-    return (nfe + 1) // 2 if name == "heun" else nfe
+    """The most steps whose NFE is within `nfe` (Heun: 2 steps - 1 <= nfe)."""
+    return sampler_entry(name).steps_for_nfe(nfe)
+
+
+def solver_nfe(name: str, steps: int) -> int:
+    return sampler_entry(name).nfe(steps)
 
 
 def sampler_call(
@@ -34,9 +39,8 @@ def sampler_call(
     """A no-argument call that samples `shape` with sampler `name` at (about) `nfe` network evaluations."""
     steps = steps_for(name, nfe)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    if name == "ddim":  # unclipped like the solvers, so only the update rule differs
-        return lambda: ddim_sample(diffusion, model_fn, shape, steps=steps, x_T=x_T, clip_denoised=False)
-    return lambda: SOLVERS[name](diffusion, model_fn, shape, steps=steps, x_T=x_T)
+    # Unclipped, so that only the update rule differs between DDIM and the solvers.
+    return lambda: run_sampler(name, diffusion, model_fn, x_T, prediction="eps", steps=steps, clip=False)
 
 
 def interleaved_medians(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:

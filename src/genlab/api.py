@@ -19,6 +19,7 @@ from torch import Tensor
 from genlab.build import pick_device
 from genlab.commands.eval import eval_command
 from genlab.commands.train import train_command
+from genlab.diffusion import resolve_settings
 from genlab.errors import GenlabError
 from genlab.models import is_diffusion, kind_of
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
@@ -33,22 +34,25 @@ class Model:
         self.cfg = module.cfg
 
     def sample(self, n: int = 16, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-               spacing: str | None = None, guidance: float | None = None, classes: int | Sequence[int] | None = None,
+               spacing: str | None = None, variance: str | None = None, clip: bool | None = None,
+               guidance: float | None = None, classes: int | Sequence[int] | None = None,
                classifier: str | Path | None = None, classifier_scale: float = 0.0, seed: int = 0,
                batch_size: int = 256, progress: bool = False) -> Tensor:
-        """n images in [-1, 1] ([n, C, H, W], on the CPU). Settings not given are the checkpoint's `sampler` block;
-        `classes` is one class for every sample or one per sample; `classifier` a noise-aware classifier
-        checkpoint for classifier guidance with `classifier_scale`."""
+        """n images in [-1, 1] ([n, C, H, W], on the CPU). The sampler fields (sampler ... guidance) are those of
+        `genlab sample` and the run's `sampler` block; those not given are the checkpoint's. `classes` is one class
+        for every sample or one per sample; `classifier` a noise-aware classifier checkpoint for classifier guidance
+        with `classifier_scale`."""
         for name, value in (("n", n), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise GenlabError(f"{name}={value!r}: {name} must be a positive integer.")
+        given = dict(sampler=sampler, steps=steps, eta=eta, spacing=spacing, variance=variance, clip=clip,
+                     guidance=guidance, classifier_scale=classifier_scale or None)
         labels = self._labels(n, classes)
         if not is_diffusion(self.module):
-            if any(v is not None for v in (sampler, steps, eta, spacing, guidance, classifier)) or classifier_scale:
+            if any(v is not None for v in given.values()) or classifier is not None:
                 raise GenlabError("sampler settings and guidance apply to diffusion models; a GAN samples G(z).")
             return self.module.sample(n, seed=seed, batch_size=batch_size, labels=labels)
-        settings = self.module.sampler_settings.override(name=sampler, steps=steps, eta=eta, spacing=spacing,
-                                                         guidance=guidance, classifier_scale=classifier_scale)
+        settings = resolve_settings(self.module.sampler_settings, given, self.module.diffusion.num_timesteps)
         scorer = load_classifier(classifier).to(self.module.device) if classifier is not None else None
         return self.module.sample(n, settings, labels=labels, classifier=scorer, seed=seed, batch_size=batch_size,
                                   progress=progress)

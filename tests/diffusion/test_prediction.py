@@ -73,10 +73,10 @@ def test_a_model_of_each_target_trains_and_samples_with_every_sampler(prediction
     for name in ("ddim", "ddpm", "dpmpp_2m", "unipc", "heun", "euler"):
         images = module.sample(3, SamplerSettings().override(name=name, steps=3), seed=0)
         assert images.shape == (3, 1, 16, 16) and torch.isfinite(images).all(), name
-    # the samplers see eps: the network's x0 / v output converted in model_fn, at integer and fractional t
+    # DDIM, inversion and the NLL see eps: the x0 / v output converted in model_fn, at integer and fractional t
     x = torch.randn(2, 1, 16, 16)
     for t in (torch.tensor([10, 40]), torch.tensor([10.0, 40.0])):
         eps = module.model_fn(x, t)
-        abar = module.alpha_bar(t, x)
+        abar = module.denoiser.alpha_bar(t, x)
         assert torch.allclose(to_x0("eps", eps, x, abar), to_x0(prediction, module.network_output(x, t), x, abar),
                               atol=1e-4)

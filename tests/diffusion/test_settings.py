@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings
+from genlab.diffusion import SamplerSettings, resolve_settings, sampler_entry
 from genlab.errors import GenlabError
 
 
@@ -20,7 +20,7 @@ def test_defaults_are_ddim_50_deterministic_with_clipping() -> None:
 def test_override_ignores_none_and_a_new_sampler_takes_its_own_default_steps() -> None:
     s = SamplerSettings(steps=20)
     assert s.override(eta=None, steps=None) == s
-    assert s.override(name="ddpm").steps == DEFAULT_STEPS[SamplerName.ddpm] is None  # all T
+    assert s.override(name="ddpm").steps == sampler_entry("ddpm").default_steps is None  # all T
     assert s.override(name="ddpm", steps=7).steps == 7
     assert s.override(name="ddim").steps == 20  # same sampler: keeps its steps
     assert s.override(spacing="quadratic").spacing == "quadratic"
@@ -29,7 +29,7 @@ def test_override_ignores_none_and_a_new_sampler_takes_its_own_default_steps() -
 def test_override_rejects_unknown_keys_and_choices() -> None:
     with pytest.raises(GenlabError, match="unknown sampler setting 'stepz'"):
         SamplerSettings().override(stepz=3)
-    with pytest.raises(GenlabError, match="name=euler_a is not a valid choice: use one of"):
+    with pytest.raises(GenlabError, match="sampler=euler_a is not a valid choice: use one of"):
         SamplerSettings().override(name="euler_a")
 
 
@@ -50,19 +50,34 @@ def test_check_names_the_setting(kwargs: dict, match: str) -> None:
 def test_check_accepts_the_edges_and_all_steps() -> None:
     SamplerSettings(steps=1).check(10)
     SamplerSettings(steps=10).check(10)
-    SamplerSettings(name=SamplerName.ddpm, steps=None).check(10)
+    SamplerSettings(name="ddpm", steps=None).check(10)
 
 
 def test_nfe_and_description() -> None:
     assert SamplerSettings(steps=None).nfe(1000) == 1000 and SamplerSettings(steps=20).nfe(1000) == 20
-    d = SamplerSettings(name=SamplerName.ddpm, steps=None).describe(1000, "beta")
+    d = SamplerSettings(name="ddpm", steps=None).describe(1000, "beta")
     assert d == {"name": "ddpm", "steps": 1000, "eta": None, "spacing": "uniform", "guidance": 0.0,
                  "variance": "beta", "nfe": 1000}
 
 
 def test_settings_that_another_sampler_reads_are_refused() -> None:
     with pytest.raises(GenlabError, match="eta= applies to sampler=ddim, not to sampler=ddpm"):
-        SamplerSettings(name=SamplerName.ddpm).check_applies({"eta": 0.5})
+        SamplerSettings(name="ddpm").check_applies({"eta": 0.5})
     with pytest.raises(GenlabError, match="variance= applies to sampler=ddpm"):
         SamplerSettings().check_applies({"variance": "beta"})
     SamplerSettings().check_applies({"eta": 0.5, "variance": None})
+
+
+def test_one_default_policy_what_is_not_given_is_the_checkpoints() -> None:
+    block = SamplerSettings(name="dpmpp_2m", steps=20, clip=False, guidance=1.5)  # e.g. ddpm_mnist_20min's block
+    assert resolve_settings(block, {"sampler": None, "steps": None}) == block
+    assert resolve_settings(block, {"steps": 10}) == SamplerSettings(name="dpmpp_2m", steps=10, clip=False,
+                                                                     guidance=1.5)
+    ddim = resolve_settings(block, {"sampler": "ddim", "eta": 0.5})  # a newly named sampler: its own defaults
+    assert (ddim.name, ddim.steps, ddim.eta, ddim.grid, ddim.clip) == ("ddim", 50, 0.5, "uniform", False)
+    back = resolve_settings(ddim, {"sampler": "heun"})  # DDIM's eta does not carry over to a sampler without one
+    assert (back.name, back.steps, back.eta, back.grid) == ("heun", 18, 0.0, "karras")
+    with pytest.raises(GenlabError, match="eta= applies to sampler=ddim, not to sampler=dpmpp_2m"):
+        resolve_settings(block, {"eta": 0.0})
+    with pytest.raises(GenlabError, match="steps=30 must lie in"):
+        resolve_settings(block, {"steps": 30}, num_timesteps=25)

@@ -23,12 +23,13 @@ from torch import Tensor, nn
 diffusers = pytest.importorskip("diffusers")
 
 from genlab.diffusion import (  # noqa: E402 (after the importorskip)
-    SOLVERS,
     GaussianDiffusion,
     VPSchedule,
+    cosine_betas,
     grid_points,
     linear_betas,
-    solver_nfe,
+    run_sampler,
+    sampler_entry,
 )
 from genlab.diffusion import solver_steps, solvers  # noqa: E402
 
@@ -66,14 +67,39 @@ class TinyEps(nn.Module):
 
 MODEL = TinyEps().eval().requires_grad_(False)
 
+# The v-prediction cases: the cosine schedule (Nichol & Dhariwal), where alpha_{999} = 4.9e-5, so a sampler that
+# turns v into eps and back divides by alpha and loses the v part in float32. diffusers gets genlab's betas as they
+# are (trained_betas), so both run on one schedule.
+DIFFUSION_V = GaussianDiffusion(cosine_betas(T), prediction="v")
+SCHEDULE_V = VPSchedule.from_diffusion(DIFFUSION_V)
+CONFIG_V = dict(num_train_timesteps=T, trained_betas=DIFFUSION_V.betas.numpy(), prediction_type="v_prediction")
+
+
+class TinyV(TinyEps):
+    """A v-network of the same kind: the ideal v of Gaussian data x0 ~ N(0, 0.25 I),
+    v* = alpha sigma (1 - s^2) x / (alpha^2 s^2 + sigma^2), plus a random conv part; O(1) at every noise level."""
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t = t.to(torch.float32)
+        abar = SCHEDULE_V.alpha_bar(t.double()).float().view(-1, 1, 1, 1)  # [B] -> [B, 1, 1, 1]
+        alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+        gaussian = alpha * sigma * 0.75 * x / (0.25 * abar + 1 - abar)
+        time_features = torch.sin(3 * t.view(-1, 1, 1, 1) / T + self.phase.view(1, -1, 1, 1))  # [B, 8, 1, 1]
+        h = F.silu(F.conv2d(x, self.w1, padding=1) + time_features)
+        return gaussian + 0.3 * torch.tanh(F.conv2d(h, self.w2, padding=1))
+
+
+MODEL_V = TinyV().eval().requires_grad_(False)
+
 
 def x_T() -> Tensor:
     return torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
 
 
-def share_grid(scheduler, steps: int, spacing: str, heun: bool = False) -> None:  # noqa: ANN001
+def share_grid(scheduler, steps: int, spacing: str, heun: bool = False,  # noqa: ANN001
+               schedule: VPSchedule = SCHEDULE) -> None:
     """Overwrite the scheduler's timesteps and sigmas with genlab's grid (Heun's repeat each interior point)."""
-    points = grid_points(SCHEDULE, steps, spacing)
+    points = grid_points(schedule, steps, spacing)
     scheduler.set_timesteps(steps)
     t = torch.tensor([p.t for p in points[:-1]], dtype=torch.float32)
     sigmas = torch.tensor([p.sigma_ve for p in points], dtype=torch.float32)  # ends with CLEAN's sigma = 0
@@ -84,8 +110,8 @@ def share_grid(scheduler, steps: int, spacing: str, heun: bool = False) -> None:
 
 
 @torch.no_grad()
-def diffusers_loop(scheduler, x: Tensor, ve: bool) -> tuple[Tensor, int]:  # noqa: ANN001
-    """The pipeline loop: (scaled) input, eps, step. With `ve`, x is diffusers' VE sample x / alpha.
+def diffusers_loop(scheduler, x: Tensor, ve: bool, model: nn.Module = MODEL) -> tuple[Tensor, int]:  # noqa: ANN001
+    """The pipeline loop: (scaled) input, the network's output, step. With `ve`, x is diffusers' VE sample x / alpha.
 
     Returns the final sample and the number of network calls.
     """
@@ -93,7 +119,7 @@ def diffusers_loop(scheduler, x: Tensor, ve: bool) -> tuple[Tensor, int]:  # noq
         x = x * (1 + scheduler.sigmas[0].double() ** 2).sqrt().float()
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(x, t) if ve else x  # x / sqrt(sigma^2 + 1): the VP sample
-        x = scheduler.step(MODEL(model_in, t.expand(SHAPE[0])), t, x).prev_sample
+        x = scheduler.step(model(model_in, t.expand(SHAPE[0])), t, x).prev_sample
     return x, len(scheduler.timesteps)
 
 
@@ -129,8 +155,14 @@ def reference(name: str, steps: int, spacing: str) -> tuple[Tensor, int]:
     return karras_reference(name, steps)
 
 
-def genlab(name: str, steps: int, spacing: str) -> Tensor:
-    return SOLVERS[name](DIFFUSION, MODEL, SHAPE, steps=steps, spacing=spacing, x_T=x_T())
+def genlab(name: str, steps: int, spacing: str, diffusion: GaussianDiffusion = DIFFUSION,
+           model: nn.Module = MODEL) -> Tensor:
+    """genlab's solver through its registry entry, unclipped, with the network's own target (diffusion.prediction)."""
+    return run_sampler(name, diffusion, model, x_T(), steps=steps, spacing=spacing, clip=False)
+
+
+def solver_nfe(name: str, steps: int) -> int:
+    return sampler_entry(name).nfe(steps)
 
 
 def scaled(fn: Callable, index: int, factor: float = 1.01) -> Callable:
@@ -207,3 +239,40 @@ def test_diffusers_own_karras_grid_is_genlabs(name: str) -> None:
         if steps >= 10:  # the native loop agrees too, once the steps are small enough for sigma_min not to matter
             native, _ = diffusers_loop(scheduler, x_T(), ve=True)
             assert (genlab(name, steps, "karras") - native).abs().max() < TOL
+
+
+def v_reference(name: str, steps: int, spacing: str) -> Tensor:
+    """diffusers' DPM-Solver++(2M) or UniPC with the v-network on the cosine schedule, on genlab's grid (shared
+    explicitly: diffusers' own interpolation of custom timesteps moves its sigmas by up to 7e-5 here)."""
+    if name == "dpmpp_2m":
+        scheduler = diffusers.DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
+                                                          lower_order_final=True, **CONFIG_V)
+    else:
+        scheduler = diffusers.UniPCMultistepScheduler(solver_type="bh2", **CONFIG_V)
+    share_grid(scheduler, steps, spacing, schedule=SCHEDULE_V)
+    return diffusers_loop(scheduler, x_T(), ve=False, model=MODEL_V)[0]
+
+
+V_TOL = 1e-5  # the goal: a v-network's x0 = alpha x - sigma v taken directly, as diffusers does
+
+
+def v_as_eps(x: Tensor, t: Tensor) -> Tensor:
+    """The v-network turned into eps = sigma x + alpha v, the detour the solvers used to take."""
+    abar = SCHEDULE_V.alpha_bar(t.double()).float().view(-1, 1, 1, 1)  # [B] -> [B, 1, 1, 1]
+    return (1 - abar).sqrt() * x + abar.sqrt() * MODEL_V(x, t)
+
+
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("spacing", ["uniform", "logsnr"])
+@pytest.mark.parametrize("name", ["dpmpp_2m", "unipc"])
+def test_a_v_network_on_the_cosine_schedule_matches_diffusers(name: str, spacing: str, steps: int) -> None:
+    ours = genlab(name, steps, spacing, DIFFUSION_V, MODEL_V)
+    error = (ours - v_reference(name, steps, spacing)).abs().max().item()
+    assert error < V_TOL, f"{name} {spacing} {steps} steps, v on cosine: max-abs {error:.2e}"
+    model64 = TinyV().double().eval().requires_grad_(False)  # the same weights, in float64: the exact answer
+    exact = run_sampler(name, DIFFUSION_V, model64, x_T().double(), steps=steps, spacing=spacing, clip=False)
+    assert (ours.double() - exact).abs().max().item() < V_TOL
+    if spacing == "uniform":  # its first evaluation sits at t = 999, alpha = 4.9e-5: the eps detour loses the v part
+        detour = run_sampler(name, DIFFUSION_V, v_as_eps, x_T(), prediction="eps", steps=steps, spacing=spacing,
+                             clip=False)
+        assert (detour.double() - exact).abs().max().item() > 4 * V_TOL

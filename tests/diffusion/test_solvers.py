@@ -12,8 +12,7 @@ import torch
 
 from genlab.diffusion import (
     CLEAN,
-    SOLVER_DEFAULT_SPACING,
-    SOLVERS,
+    SAMPLERS,
     TIME_GRIDS,
     GaussianDiffusion,
     GridPoint,
@@ -26,9 +25,11 @@ from genlab.diffusion import (
     grid_points,
     linear_betas,
     make_betas,
-    solver_nfe,
+    run_sampler,
+    sampler_entry,
     time_grid,
 )
+from genlab.errors import GenlabError
 from genlab.diffusion.solver_steps import (
     dpmpp_2m_coefficients,
     dpmpp_2m_step,
@@ -44,6 +45,11 @@ SCHEDULE = VPSchedule.from_diffusion(DIFFUSION)
 ABAR64 = torch.cumprod(1.0 - DIFFUSION.betas.double(), 0)
 DATA_STD = 0.5  # the toy's data distribution: N(0, s^2 I)
 ORDER = {"ddim": 1, "euler": 1, "dpmpp_2m": 2, "heun": 2, "unipc": 3}  # UniC-2 lifts UniP-2 to order 3
+SOLVERS = [name for name in SAMPLERS if name not in ("ddpm", "ddim")]  # the registry's ODE solvers
+
+
+def solver_nfe(name: str, steps: int) -> int:
+    return sampler_entry(name).nfe(steps)
 
 
 def gaussian_eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -67,7 +73,13 @@ def sample(name: str, steps: int, x_T: torch.Tensor, model: Callable = gaussian_
         # The multistep solvers' orders are those of their papers' analysis in lambda, so the toy's accuracy checks
         # run on the log-SNR grid; genlab's default for them is uniform t (better on the MNIST model at few NFE).
         kwargs.setdefault("spacing", "logsnr")
-    return SOLVERS[name](DIFFUSION, model, x_T.shape, steps=steps, x_T=x_T, **kwargs)
+    return solve(name, DIFFUSION, model, x_T, steps=steps, **kwargs)
+
+
+def solve(name: str, diffusion: GaussianDiffusion, model: Callable, x_T: torch.Tensor, *, clip_denoised: bool = False,
+          **kwargs: object) -> torch.Tensor:
+    """A solver through its registry entry, unclipped unless asked (the solvers' own default)."""
+    return run_sampler(name, diffusion, model, x_T, prediction="eps", clip=clip_denoised, **kwargs)
 
 
 def x_T_fixed(dtype: torch.dtype = torch.float32, shape: tuple[int, ...] = (2, 1, 4, 4)) -> torch.Tensor:
@@ -253,13 +265,12 @@ def test_one_step_grids_and_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="uniform, logsnr, karras"):
         time_grid(SCHEDULE, 5, "quadratic")
     for name in SOLVERS:
-        with pytest.raises(ValueError, match="expected one of uniform, logsnr, karras"):
+        with pytest.raises(GenlabError, match="spacing=cosine is not a valid choice"):
             sample(name, 5, x_T_fixed(), spacing="cosine")
         with pytest.raises(ValueError, match="num_timesteps=1000"):
             sample(name, 1001, x_T_fixed())
-        with pytest.raises(ValueError, match="x_T has shape"):
-            SOLVERS[name](DIFFUSION, gaussian_eps, (1, 1, 4, 4), steps=3, x_T=x_T_fixed())
-    assert set(SOLVER_DEFAULT_SPACING) == set(SOLVERS) and set(SOLVER_DEFAULT_SPACING.values()) <= set(TIME_GRIDS)
+        entry = sampler_entry(name)
+        assert entry.default_grid in entry.grids and set(entry.grids) == set(TIME_GRIDS)
 
 
 # ---- NFE, model calls, guidance ----
@@ -278,7 +289,7 @@ def test_model_calls_match_solver_nfe_and_see_grid_times(name: str, spacing: str
     steps = 6
     sample(name, steps, x_T_fixed(), model=spy, spacing=spacing, model_kwargs={"y": torch.tensor([3, 4])})
     assert len(seen) == solver_nfe(name, steps)
-    spacing = spacing or SOLVER_DEFAULT_SPACING[name]
+    spacing = spacing or sampler_entry(name).default_grid
     grid = time_grid(SCHEDULE, steps, spacing)
     firsts = [float(t[0]) for t in seen]
     expected = grid.tolist() if name != "heun" else [grid[0].item()] + [v for v in grid[1:].tolist() for _ in (0, 1)]
@@ -291,8 +302,7 @@ def test_solver_nfe_table() -> None:
     assert solver_nfe("heun", 1) == 1 and solver_nfe("heun", 18) == 35  # EDM's CIFAR-10 setting
     with pytest.raises(ValueError, match="unknown sampler 'plms'"):
         solver_nfe("plms", 10)
-    with pytest.raises(ValueError, match="positive int"):
-        solver_nfe("heun", 0)
+    assert [sampler_entry("heun").steps_for_nfe(b) for b in (1, 2, 9, 10, 35)] == [1, 1, 5, 5, 18]
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))
@@ -351,9 +361,9 @@ def test_sweep_gives_finite_reproducible_samples(name: str, spacing: str, schedu
     diffusion = GaussianDiffusion(make_betas(schedule, 20))
     for steps in (1, 2, 3, 20):
         g = torch.Generator().manual_seed(steps)
-        out = SOLVERS[name](diffusion, wavy_eps, (3, 2, 4, 4), steps=steps, spacing=spacing, generator=g)
-        again = SOLVERS[name](diffusion, wavy_eps, (3, 2, 4, 4), steps=steps, spacing=spacing,
-                              generator=torch.Generator().manual_seed(steps))
+        out = solve(name, diffusion, wavy_eps, torch.randn(3, 2, 4, 4, generator=g), steps=steps, spacing=spacing)
+        x_T = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(steps))
+        again = solve(name, diffusion, wavy_eps, x_T, steps=steps, spacing=spacing)
         assert out.shape == (3, 2, 4, 4) and torch.isfinite(out).all() and torch.equal(out, again)
 
 

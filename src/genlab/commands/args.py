@@ -12,7 +12,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from genlab.config import parse_overrides
 from genlab.config.load import parse_dotlist
 from genlab.config.schema import FeatureName, Split
-from genlab.diffusion import SamplerName, Spacing, Variance
+from genlab.diffusion import SAMPLER_FIELDS, Spacing, Variance
 from genlab.errors import GenlabError, first_line
 from genlab.images import is_folder_target
 from genlab.outputs import check_file_out, check_folder_out, check_writable, free_name
@@ -43,17 +43,31 @@ class TableArgs:
 
 
 @dataclass
-class SampleArgs:
+class SamplerArgs:
+    """The sampler fields of `sample` and `eval`, named as the run's `sampler` block and SamplerSettings name them
+    (`sampler` for the block's `name`). None: the checkpoint's own block (a newly named sampler: its own defaults)."""
+
+    sampler: Optional[str] = None  # ddpm | ddim | dpmpp_2m | unipc | heun | euler (diffusion.SAMPLERS)
+    steps: Optional[int] = None  # network evaluations
+    eta: Optional[float] = None  # ddim: sigma_t(eta)
+    spacing: Optional[Spacing] = None  # the time grid
+    variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde
+    clip: Optional[bool] = None  # clamp the predicted x0 to [-1, 1] at every step
+    guidance: Optional[float] = None  # CFG weight w of a conditional model: eps~ = (1 + w) eps(c) - w eps(null)
+
+    def sampler_fields(self) -> dict[str, Any]:
+        """The sampler fields as given (None: not given), for resolve_settings."""
+        return {k: getattr(self, k) for k in SAMPLER_FIELDS if hasattr(self, k)}
+
+
+@dataclass
+class SampleArgs(SamplerArgs):
     """Arguments of `genlab sample`."""
 
     ckpt: str = MISSING
-    sampler: SamplerName = SamplerName.ddim  # ddim | ddpm | dpmpp_2m | unipc | heun | euler
-    # a number (None: the sampler's default: ddim 50, ddpm all T, dpmpp_2m 20, unipc 10, heun 18, euler 50), or a
-    # list such as 10,20,50,1000: one grid row per step count from the same x_T (deterministic samplers)
+    # a number, or a list such as 10,20,50,1000: one grid row per step count from the same x_T (deterministic
+    # samplers)
     steps: Any = None
-    eta: Optional[float] = None  # ddim: sigma_t(eta); None: 0
-    spacing: Optional[Spacing] = None  # the time grid; None: the sampler's own
-    variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
     n: int = 64
     seed: int = 0
     # a .png file for a grid, or a folder (ending in /) for one PNG per sample; None: a grid in the checkpoint's
@@ -65,7 +79,6 @@ class SampleArgs:
     nrow: Optional[int] = None  # grid columns; None: about sqrt(n), or per_class with classes
     classes: Any = None  # "0,1,2" or [0,1,2]: per_class samples of each, one grid row per class
     per_class: int = 8
-    guidance: Optional[float] = None  # CFG weight w: eps~ = (1 + w) eps(c) - w eps(null); w = 0 is conditional
     guidance_scale: Optional[float] = None  # the same guidance as s = 1 + w (GLIDE / diffusers convention)
     classifier: Optional[str] = None  # noise-aware classifier checkpoint: classifier guidance
     classifier_scale: float = 0.0  # s in eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
@@ -73,18 +86,12 @@ class SampleArgs:
 
 
 @dataclass
-class EvalArgs:
+class EvalArgs(SamplerArgs):
     """Arguments of `genlab eval` (besides data=NAME and data.*=..., which name the split of samples=DIR)."""
 
     ckpt: Optional[str] = None  # the checkpoint to evaluate, or:
     samples: Optional[str] = None  # a folder of images from any code base, scored against data=NAME's split
     n: int = 10000
-    sampler: Optional[SamplerName] = None  # None: the checkpoint's own sampler settings
-    steps: Optional[int] = None  # network evaluations; None: the checkpoint's (a new sampler: its default)
-    eta: Optional[float] = None
-    spacing: Optional[Spacing] = None
-    guidance: Optional[float] = None  # CFG weight w of a conditional model; None: the checkpoint's sampler.guidance
-    variance: Optional[Variance] = None  # sampler=ddpm: sigma_t^2 = beta or beta_tilde; None: the checkpoint's
     features: FeatureName = FeatureName.inception
     domain_classifier: Optional[str] = None
     inception_weights: Optional[str] = None

@@ -19,7 +19,7 @@ from genlab.build import pick_device
 from genlab.commands.args import EvalArgs, parse_command_args
 from genlab.commands.eval_folder import eval_folder_command
 from genlab.config import parse_overrides
-from genlab.diffusion import SamplerSettings
+from genlab.diffusion import SamplerSettings, resolve_settings
 from genlab.errors import GenlabError
 from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
@@ -52,22 +52,16 @@ def parse_eval_args(args: list[str]) -> EvalArgs:
     return parsed
 
 
-SAMPLER_KEYS = ("sampler", "steps", "eta", "spacing", "guidance", "variance")
-
-
 def eval_settings(module: Any, a: EvalArgs) -> tuple[SamplerSettings | None, dict[str, Any]]:
     """The checkpoint's own sampler with the settings given on the command line, and its description for the JSON.
     A GAN has no sampler: (None, its description)."""
-    given = {k: getattr(a, k) for k in SAMPLER_KEYS if getattr(a, k) is not None}
+    given = {k: v for k, v in a.sampler_fields().items() if v is not None}
     if not is_diffusion(module):  # a GAN: one generator pass, nothing to choose
         if given:
             raise GenlabError(f"{', '.join(given)}: sampler settings apply to diffusion models; a GAN samples G(z).")
         return None, {"name": "G(z)", "steps": None, "eta": None, "spacing": None, "guidance": None}
-    settings = module.sampler_settings.override(name=a.sampler, steps=a.steps, eta=a.eta, spacing=a.spacing,
-                                                guidance=a.guidance, variance=a.variance)
-    settings.check_applies(given)
     T = module.diffusion.num_timesteps
-    settings.check(T)
+    settings = resolve_settings(module.sampler_settings, given, T)
     module.check_guidance(settings, has_labels=module.conditional, has_classifier=False)  # eval_samples' labels
     return settings, settings.describe(T, module.diffusion.variance)
 
@@ -76,10 +70,10 @@ def markdown_row(result: dict[str, Any]) -> str:
     """One row of the results table (columns: MARKDOWN_COLUMNS)."""
     m, f = result["metrics"], result["extractor"]["features"]
     s = result["sampler"]
-    if s["name"] == "ddim":
-        sampler = f"ddim {s['steps']} eta={s['eta']:g}"
-    elif s["name"] == "ddpm":
-        sampler = f"ddpm {s['steps']} {s['variance']}"
+    if s.get("eta") is not None:  # a sampler with a noise knob (DDIM): its eta
+        sampler = f"{s['name']} {s['steps']} eta={s['eta']:g}"
+    elif s.get("variance") is not None:  # a sampler with a variance choice (DDPM): its variance
+        sampler = f"{s['name']} {s['steps']} {s['variance']}"
     elif s.get("nfe") is not None:  # an ODE solver: its steps, grid and network evaluations
         sampler = f"{s['name']} {s['steps']} {s['spacing']} ({s['nfe']} NFE)"
     else:

@@ -18,10 +18,24 @@ from omegaconf import MISSING
 from genlab.commands import args as command_args
 from genlab.config import CONFIG_GROUPS, available, project_root
 from genlab.config.schema import Config
+from genlab.diffusion import SAMPLERS
+
+
+# Fields whose choices are a registry's, not a type's: a sampler registered at run time is listed too.
+REGISTRY_CHOICES: dict[str, Any] = {"sampler": SAMPLERS, "sampler.name": SAMPLERS, "eval.sampler": SAMPLERS}
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """The comment of each field in a dataclass's source: at the end of its line, else the comment lines above it."""
+    """The comment of each field in a dataclass's source (and its dataclass bases'): at the end of its line, else the
+    comment lines above it."""
+    out: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(base):
+            out.update({k: v for k, v in _own_comments(base).items() if v or k not in out})
+    return out
+
+
+def _own_comments(cls: type) -> dict[str, str]:
     source = inspect.getsource(cls)
     trailing: dict[int, str] = {}
     standalone: dict[int, str] = {}
@@ -83,7 +97,10 @@ def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, st
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             rows += describe_fields(tp, f"{prefix}{field.name}.")
             continue
-        rows.append((f"{prefix}{field.name}", type_name(tp), default_text(field), comments.get(field.name, "")))
+        key, kind = f"{prefix}{field.name}", type_name(tp)
+        if key in REGISTRY_CHOICES:
+            kind = "|".join(REGISTRY_CHOICES[key]) + ("?" if kind.endswith("?") else "")
+        rows.append((key, kind, default_text(field), comments.get(field.name, "")))
     return rows
 
 

@@ -9,7 +9,7 @@ import torch
 
 from genlab.build import pick_device
 from genlab.commands.args import SampleArgs, check_image_out, parse_classes, parse_command_args, parse_steps
-from genlab.diffusion import DEFAULT_STEPS, SamplerName, SamplerSettings, guidance_weight
+from genlab.diffusion import SamplerSettings, guidance_weight, resolve_settings
 from genlab.errors import GenlabError
 from genlab.images import image_grid, is_folder_target, save_png
 from genlab.metrics.class_accuracy import class_accuracy
@@ -30,35 +30,29 @@ def parse_sample_args(args: list[str]) -> SampleArgs:
 
 
 def sampler_settings(a: SampleArgs, module: DiffusionModule, steps: int | None) -> SamplerSettings:
-    """The sampler of these arguments: `genlab sample`'s own defaults (DDIM, 50 steps, eta 0, no guidance; a named
-    sampler its default steps and grid), with the checkpoint's variance and clipping."""
+    """The sampler of these arguments: the checkpoint's own `sampler` block with what the command line gives (a newly
+    named sampler starts from its own default steps and grid), as every command resolves it."""
     try:
         w = guidance_weight(a.guidance, a.guidance_scale)
     except ValueError as exc:
         raise GenlabError(f"{exc}.") from None
-    name = SamplerName(a.sampler)
-    base = module.sampler_settings
-    if base.name != name:  # a named sampler starts from its own defaults, not the checkpoint's other sampler
-        base = base.override(name=name)
-    elif name == SamplerName.ddim:  # sample's DDIM defaults, whatever the checkpoint's DDIM block says
-        base = base.override(steps=DEFAULT_STEPS[name], spacing="uniform", eta=0.0)
-    settings = base.override(steps=steps, eta=a.eta, spacing=a.spacing, variance=a.variance, guidance=w,
-                             classifier_scale=a.classifier_scale)
-    settings.check_applies({"eta": a.eta, "variance": a.variance})
-    return settings.check(module.diffusion.num_timesteps)
+    given = {**a.sampler_fields(), "steps": steps, "guidance": w}
+    return resolve_settings(module.sampler_settings, given, module.diffusion.num_timesteps)
 
 
 def sample_command(args: list[str]) -> None:
     """Run `genlab sample` with command-line arguments."""
     a = parse_sample_args(args)
-    explicit = a.out is not None
-    if a.out is None:  # results stay with the run: <run>/samples/sample-<sampler><steps>-seed<seed>.png
-        steps = str(a.steps).replace(",", "-").strip("[]") if a.steps is not None else ""
-        a.out = default_output(a.ckpt, "samples", f"sample-{a.sampler}{steps}-seed{a.seed}.png", "samples.png")
-    check_image_out(a.out, explicit)
+    if a.out is not None:  # before the checkpoint is read
+        check_image_out(a.out)
     ckpt = read_checkpoint(a.ckpt)
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
     del ckpt  # the module holds its weights now
+    if a.out is None:  # results stay with the run: <run>/samples/sample-<sampler><steps>-seed<seed>.png
+        steps = str(a.steps).replace(",", "-").strip("[]") if a.steps is not None else ""
+        name = module.sampler_settings.override(name=a.sampler).name if is_diffusion(module) else "G"
+        a.out = default_output(a.ckpt, "samples", f"sample-{name}{steps}-seed{a.seed}.png", "samples.png")
+        check_image_out(a.out, explicit=False)
     classes = parse_classes(a.classes, module.cfg.data.num_classes)
     labels = torch.tensor(classes).repeat_interleave(a.per_class) if classes else None  # a row per class
     step_counts = parse_steps(a.steps) or [None]

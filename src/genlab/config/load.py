@@ -97,9 +97,16 @@ def _block(group: str, name: str, root: Path) -> DictConfig:
     return OmegaConf.create({group: _read_yaml(path)})
 
 
+# Keys renamed since configs were first saved: (block, old name) -> new name. Checkpoints, saved run configs, YAML
+# and overrides that use the old name load as the new one.
+RENAMED = {("sampler", "clip_denoised"): "clip"}  # one name for the sampler fields everywhere (SamplerSettings)
+
+
 def migrate(data: Any, source: str) -> Any:
-    """Configs written before `sampler.steps` counted network evaluations for every sampler held
-    `sampler.ddpm_steps` (DDPM's respaced steps; `steps` was DDIM's only): map it onto `steps`, with one line."""
+    """Configs written with a key that has since been renamed (RENAMED) load under its new name. Configs written before
+    `sampler.steps` counted network evaluations for every sampler held `sampler.ddpm_steps` (DDPM's respaced steps;
+    `steps` was DDIM's only): map it onto `steps`, with one line."""
+    data = _renamed(data)
     sampler = data.get("sampler") if isinstance(data, (dict, DictConfig)) else None
     if not isinstance(sampler, (dict, DictConfig)) or "ddpm_steps" not in sampler:
         return data
@@ -111,6 +118,20 @@ def migrate(data: Any, source: str) -> Any:
     print(f"genlab: sampler.ddpm_steps (from {source}) is deprecated: sampler.steps now counts the network "
           f"evaluations of every sampler; read as sampler.steps={sampler.get('steps')}.")
     data["sampler"] = sampler
+    return data
+
+
+def _renamed(data: Any) -> Any:
+    """`data` with every key of RENAMED under its new name."""
+    if not isinstance(data, (dict, DictConfig)):
+        return data
+    for (block, old), new in RENAMED.items():
+        section = data.get(block)
+        if isinstance(section, (dict, DictConfig)) and old in section:
+            data = OmegaConf.to_container(data) if isinstance(data, DictConfig) else dict(data)
+            section = dict(data[block])
+            section[new] = section.pop(old)
+            data[block] = section
     return data
 
 

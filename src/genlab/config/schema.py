@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.adversarial import AdversarialLoss
 from genlab.data import DataName, FitMode
-from genlab.diffusion import LossWeighting, Prediction, SamplerName, Schedule, Spacing, Variance
+from genlab.diffusion import LossWeighting, Prediction, Schedule, Spacing, Variance
 from genlab.nn import AttentionKernel, CompileMode, DiscriminatorArch, GeneratorArch, Pool, TimeInjection
 
 
@@ -184,13 +184,16 @@ class GANConfig:
 
 @dataclass
 class SamplerConfig:
-    name: SamplerName = SamplerName.ddim
+    """How the run samples (validation grids, FID, and every command that does not name a sampler): the fields of
+    diffusion.SamplerSettings, by the same names (the command lines say sampler= for name)."""
+
+    name: str = "ddim"  # a sampler of the registry: ddpm, ddim, dpmpp_2m, unipc, heun, euler
     steps: Optional[int] = 50  # network evaluations, for every sampler (DDPM: respaced steps); null: all T
     eta: float = 0.0  # DDIM only
-    spacing: Optional[Spacing] = None  # the time grid; null: the sampler's own (uniform for ddim/ddpm, logsnr for
-    # dpmpp_2m/unipc, karras for heun/euler)
+    spacing: Optional[Spacing] = None  # the time grid; null: the sampler's own (uniform for ddim, ddpm, dpmpp_2m and
+    # unipc, karras for heun and euler)
     variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
-    clip_denoised: bool = True
+    clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
 
 
@@ -274,7 +277,7 @@ class EvalConfig:
     cache_dir: Optional[str] = None  # reference statistics; None: $TORCH_HOME/fidelity_cache
     split: Split = Split.test  # the real images the samples are compared with
     seed: int = 0  # fixed x_T, so FID moves only when the weights do
-    sampler: Optional[SamplerName] = None  # the FID samples' sampler (e.g. dpmpp_2m); null: the `sampler` block's
+    sampler: Optional[str] = None  # the FID samples' sampler (e.g. dpmpp_2m); null: the `sampler` block's
     steps: Optional[int] = None  # its steps; null: that sampler's default (or the block's, for the same sampler)
 
 

@@ -1,10 +1,12 @@
 """Diffusion math in plain PyTorch (never imports lightning): schedules, the Gaussian process and its loss, samplers.
 
-The network is always an argument, `model_fn(x_t, t, **model_kwargs) -> eps`, with `t` a LongTensor [B] of original
-timesteps in [0, T).
+The network is always an argument: a sampler takes a Denoiser (the network's raw output in its own target, and the
+guidance of one batch), the DDPM/DDIM loops and inversion `model_fn(x_t, t, **model_kwargs) -> eps`. Every sampler
+is one entry of sampler_registry.SAMPLERS.
 """
 
 from genlab.diffusion.classifier_guidance import classifier_grad_fn
+from genlab.diffusion.denoiser import Denoiser
 from genlab.diffusion.gaussian import (
     LOSS_TERMS,
     VARIANCES,
@@ -16,12 +18,13 @@ from genlab.diffusion.gaussian import (
     predict_x0,
     x0_coefficients,
 )
-from genlab.diffusion.generate import Steering, generate, guided_functions
-from genlab.diffusion.prediction import LossWeighting, Prediction, loss_weight, target, to_eps, to_x0
+from genlab.diffusion.generate import Steering, generate, guided_functions, run_sampler
+from genlab.diffusion.prediction import LossWeighting, Prediction, denoised, loss_weight, target, to_eps, to_x0
 from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance, guidance_weight
 from genlab.diffusion.inversion import ddim_invert, slerp
 from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, timestep_batch
-from genlab.diffusion.settings import DEFAULT_STEPS, SamplerName, SamplerSettings
+from genlab.diffusion.sampler_registry import ROBUST_SAMPLER, SAMPLERS, SamplerEntry, register, sampler_entry
+from genlab.diffusion.settings import SAMPLER_FIELDS, SamplerSettings, resolve_settings
 from genlab.diffusion.schedules import (
     SCHEDULES,
     SPACINGS,
@@ -33,15 +36,7 @@ from genlab.diffusion.schedules import (
     linear_betas,
     make_betas,
 )
-from genlab.diffusion.solvers import (
-    SOLVER_DEFAULT_SPACING,
-    SOLVERS,
-    dpmpp_2m_sample,
-    euler_sample,
-    heun_sample,
-    solver_nfe,
-    unipc_sample,
-)
+from genlab.diffusion.solvers import dpmpp_2m_sample, euler_sample, heun_sample, unipc_sample
 from genlab.diffusion.time_grids import CLEAN, TIME_GRIDS, GridName, GridPoint, VPSchedule, grid_points, time_grid
 
 __all__ = [
@@ -51,14 +46,22 @@ __all__ = [
     "target",
     "to_eps",
     "to_x0",
-    "DEFAULT_STEPS",
-    "SamplerName",
+    "Denoiser",
+    "denoised",
+    "ROBUST_SAMPLER",
+    "SAMPLERS",
+    "SAMPLER_FIELDS",
+    "SamplerEntry",
     "SamplerSettings",
+    "register",
+    "resolve_settings",
+    "sampler_entry",
     "Schedule",
     "Steering",
     "Variance",
     "generate",
     "guided_functions",
+    "run_sampler",
     "predict_x0",
     "timestep_batch",
     "x0_coefficients",
@@ -91,15 +94,12 @@ __all__ = [
     "CLEAN",
     "GridName",
     "GridPoint",
-    "SOLVERS",
-    "SOLVER_DEFAULT_SPACING",
     "TIME_GRIDS",
     "VPSchedule",
     "dpmpp_2m_sample",
     "euler_sample",
     "grid_points",
     "heun_sample",
-    "solver_nfe",
     "time_grid",
     "unipc_sample",
 ]

@@ -13,11 +13,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from genlab.diffusion.classifier_guidance import CondFn, LogProbFn, classifier_grad_fn
+from genlab.diffusion.denoiser import Denoiser
 from genlab.diffusion.gaussian import GaussianDiffusion
 from genlab.diffusion.guidance import classifier_free_guidance
-from genlab.diffusion.samplers import ddim_sample, ddpm_sample
-from genlab.diffusion.settings import SamplerName, SamplerSettings
-from genlab.diffusion.solvers import SOLVERS
+from genlab.diffusion.sampler_registry import ROBUST_SAMPLER
+from genlab.diffusion.settings import SamplerSettings
 from genlab.errors import GenlabError
 
 
@@ -48,7 +48,7 @@ def guided_functions(
 
 def generate(
     diffusion: GaussianDiffusion,
-    model_fn: Callable[..., Tensor],
+    net: Callable[..., Tensor],
     n: int,
     image_shape: tuple[int, int, int],
     settings: SamplerSettings,
@@ -59,9 +59,10 @@ def generate(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Tensor:
-    """Sample `n` images in [-1, 1] of shape (C, H, W).
+    """Sample `n` images in [-1, 1] of shape (C, H, W) with the sampler of `settings` (its registry entry).
 
-    All randomness comes from one generator seeded with `seed`, so the same seed gives the same
+    `net(x_t, t[, y])` is the network's raw output in its own target (diffusion.prediction): the samplers ask the
+    Denoiser for x0 and eps, computed from it without a detour through eps. All randomness comes from one generator seeded with `seed`, so the same seed gives the same
     images whatever the batch size, as long as batches are drawn in order.
     """
     steering = steering or Steering()
@@ -77,17 +78,9 @@ def generate(
         b = min(batch_size, n - start)
         shape = (b, *image_shape)
         x_T = torch.randn(shape, generator=generator, device=device)
-        fn, model_kwargs, cond_fn = guided_functions(model_fn, settings, steering, start, b)
-        common = dict(x_T=x_T, generator=generator, clip_denoised=settings.clip, model_kwargs=model_kwargs,
-                      cond_fn=cond_fn, progress=False, spacing=str(settings.grid))
-        steps = settings.steps if settings.steps is not None else T
-        if settings.name == SamplerName.ddpm:
-            variance = str(settings.variance) if settings.variance is not None else None
-            x0 = ddpm_sample(diffusion, fn, shape, steps=settings.steps, variance=variance, **common)
-        elif settings.name == SamplerName.ddim:
-            x0 = ddim_sample(diffusion, fn, shape, steps=steps, eta=settings.eta, **common)
-        else:  # the ODE solvers share ddim_sample's interface
-            x0 = SOLVERS[str(settings.name)](diffusion, fn, shape, steps=steps, **common)
+        fn, model_kwargs, cond_fn = guided_functions(net, settings, steering, start, b)
+        denoiser = Denoiser(fn, diffusion, model_kwargs=model_kwargs, cond_fn=cond_fn)
+        x0 = settings.entry.run(denoiser, x_T, settings, generator=generator, progress=False)
         if not bool(torch.isfinite(x0).all()):
             raise GenlabError(nonfinite_message(settings, T, start, b))
         out.append(x0.clamp(-1, 1).cpu())
@@ -101,9 +94,22 @@ def nonfinite_message(settings: SamplerSettings, num_timesteps: int, start: int,
     causes = [f"{k}={getattr(settings, k):g}" for k in ("guidance", "classifier_scale") if getattr(settings, k)]
     if causes:
         hint = f"lower {' or '.join(causes)}"
-    elif settings.name == SamplerName.ddim and settings.clip:  # already the most robust sampler: nothing to try there
+    elif settings.name == ROBUST_SAMPLER and settings.clip:  # already the one to try: nothing to suggest there
         hint = "the weights may have diverged: check the run's loss curve, or sample the raw weights with ema=false"
     else:
-        hint = "the weights may have diverged (check the run's loss curve), or try sampler=ddim with clipping"
+        hint = (f"the weights may have diverged (check the run's loss curve), or try sampler={ROBUST_SAMPLER} with "
+                "clipping")
     return (f"sampling with {settings.label(num_timesteps)} gave non-finite values (NaN or inf) in samples "
             f"{start}..{start + b - 1}; nothing was written or scored. {hint[0].upper()}{hint[1:]}.")
+
+
+def run_sampler(name: str, diffusion: GaussianDiffusion, net: Callable[..., Tensor], x_T: Tensor, *,
+                generator: torch.Generator | None = None, model_kwargs: dict | None = None,
+                cond_fn: CondFn | None = None, prediction: str | None = None, progress: bool = False,
+                **settings: object) -> Tensor:
+    """One call of sampler `name` (its registry entry) on one batch x_T: `net` outputs `prediction`'s target (None:
+    diffusion.prediction), `settings` are SamplerSettings fields (steps, spacing, eta, variance, clip, ...). For
+    scripts and tests; `generate` is the batched, guided path every command takes."""
+    resolved = SamplerSettings().override(name=name, **settings)
+    denoiser = Denoiser(net, diffusion, prediction=prediction, model_kwargs=model_kwargs, cond_fn=cond_fn)
+    return resolved.entry.run(denoiser, x_T, resolved, generator=generator, progress=progress)

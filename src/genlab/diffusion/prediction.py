@@ -76,6 +76,18 @@ def to_x0(prediction: str, output: Tensor, x_t: Tensor, alpha_bar: Tensor) -> Te
     return a * x_t - s * output
 
 
+def denoised(prediction: str, output: Tensor, x_t: Tensor, alpha: float, sigma: float) -> tuple[Tensor, Tensor]:
+    """(x0, eps) at a sample x_t = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1), each straight from the network's output
+    in its own target, with no division that the target does not need: a v-network's x0 = alpha x_t - sigma v never
+    divides by alpha, which is 4.9e-5 at t = 999 of the cosine schedule (eps -> x0 through 1 / alpha loses the v part in
+    float32). `alpha`, `sigma`: float64 scalars of the sampler's grid point."""
+    if prediction == Prediction.eps:
+        return (x_t - sigma * output) / alpha, output
+    if prediction == Prediction.x0:
+        return output, (x_t - alpha * output) / sigma
+    return alpha * x_t - sigma * output, sigma * x_t + alpha * output
+
+
 def loss_weight(prediction: str, weighting: str, alpha_bar: Tensor, gamma: float = 5.0) -> Tensor:
     """The per-sample weight on the MSE of `prediction`'s target (see the module docstring for the derivation)."""
     if weighting == LossWeighting.uniform:

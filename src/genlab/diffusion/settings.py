@@ -14,48 +14,22 @@ from enum import StrEnum
 from typing import Any, Mapping
 
 from genlab.diffusion.gaussian import Variance
+from genlab.diffusion.sampler_registry import SAMPLERS, SamplerEntry, sampler_entry
 from genlab.diffusion.schedules import Spacing
-from genlab.diffusion.solvers import SOLVER_DEFAULT_SPACING, SOLVERS, solver_nfe
-from genlab.diffusion.time_grids import TIME_GRIDS
 from genlab.errors import GenlabError
 
-
-class SamplerName(StrEnum):
-    """The sampling algorithm."""
-
-    ddim = "ddim"  # Song et al. 2021, eq. 12; eta = 0 deterministic
-    ddpm = "ddpm"  # ancestral sampling (Ho et al. 2020, Algorithm 2), respaced when steps < T
-    dpmpp_2m = "dpmpp_2m"  # DPM-Solver++(2M), Lu et al. 2022, Algorithm 2
-    unipc = "unipc"  # UniPC, Zhao et al. 2023, B(h) = bh2, order 2 with the UniC corrector
-    heun = "heun"  # Karras et al. 2022, Algorithm 1 (deterministic): 2 steps - 1 network evaluations
-    euler = "euler"  # the first-order form of Karras et al.'s Algorithm 1
-
-
-# What `steps` is when a caller names a sampler but no steps: DDPM's paper setting runs all T, DDIM 50; the solvers
-# their papers' few-step settings (DPM-Solver++ and UniPC 10-20 NFE; EDM's CIFAR-10 Heun 18 steps = 35 NFE).
-DEFAULT_STEPS: dict[SamplerName, int | None] = {
-    SamplerName.ddpm: None, SamplerName.ddim: 50, SamplerName.dpmpp_2m: 20, SamplerName.unipc: 10,
-    SamplerName.heun: 18, SamplerName.euler: 50,
-}
-# The time grid each sampler uses unless `spacing` says otherwise, and the grids it can use.
-DEFAULT_SPACING: dict[SamplerName, Spacing] = {
-    SamplerName.ddpm: Spacing.uniform, SamplerName.ddim: Spacing.uniform,
-    **{SamplerName(k): Spacing(v) for k, v in SOLVER_DEFAULT_SPACING.items()},
-}
-SPACINGS_FOR: dict[SamplerName, tuple[Spacing, ...]] = {
-    **{name: (Spacing.uniform, Spacing.quadratic) for name in (SamplerName.ddpm, SamplerName.ddim)},
-    **{SamplerName(k): tuple(Spacing(g) for g in TIME_GRIDS) for k in SOLVERS},
-}
-# Settings that only some samplers read: naming them with another is an error, not a silent no-op.
-ONLY_FOR: dict[str, tuple[SamplerName, ...]] = {"eta": (SamplerName.ddim,), "variance": (SamplerName.ddpm,)}
-DETERMINISTIC = (SamplerName.dpmpp_2m, SamplerName.unipc, SamplerName.heun, SamplerName.euler)  # and ddim, eta = 0
+# The sampler settings every caller may give (the run config's `sampler` block, sample/eval arguments, table cells,
+# the API), by the names SamplerSettings uses; `sampler` is the name of `name` on a command line.
+SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "variance", "clip", "guidance",
+                                   "classifier_scale")
+OPTIONAL_SETTINGS = ("eta", "variance")  # read by some samplers only (SamplerEntry.reads)
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
     """Sampler, number of network evaluations, its knobs and the guidance strengths."""
 
-    name: SamplerName = SamplerName.ddim
+    name: str = "ddim"  # a sampler of the registry (sampler_registry.py)
     steps: int | None = 50  # network evaluations; None: all T
     eta: float = 0.0  # DDIM: sigma_t(eta), eq. 16
     spacing: Spacing | None = None  # the time grid (which timesteps a few-step sampler visits); None: the sampler's
@@ -67,25 +41,32 @@ class SamplerSettings:
     @classmethod
     def from_config(cls, block: Mapping[str, Any]) -> "SamplerSettings":
         """The run config's `sampler` block (guidance there is the grids' CFG weight)."""
-        return cls(name=SamplerName(block["name"]), steps=block["steps"], eta=float(block["eta"]),
+        return cls(name=_sampler_name(block["name"]), steps=block["steps"], eta=float(block["eta"]),
                    spacing=Spacing(block["spacing"]) if block["spacing"] is not None else None,
                    variance=Variance(block["variance"]) if block["variance"] is not None else None,
-                   clip=bool(block["clip_denoised"]), guidance=float(block["guidance"]))
+                   clip=bool(block["clip"]), guidance=float(block["guidance"]))
 
     def override(self, **given: Any) -> "SamplerSettings":
         """A copy with the given settings; None means "not given". A new sampler name starts from that sampler's
-        default steps and time grid (DEFAULT_STEPS, DEFAULT_SPACING) unless they are given too."""
+        default steps and time grid (its registry entry) unless they are given too."""
         given = {k: v for k, v in given.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise GenlabError(f"unknown sampler setting {unknown[0]!r}; valid: "
                               f"{', '.join(f.name for f in dataclasses.fields(self))}.")
-        for key in ("name", "spacing", "variance"):
+        if "name" in given:
+            given["name"] = _sampler_name(given["name"])
+        for key in ("spacing", "variance"):
             if key in given:
                 given[key] = _choice(key, given[key])
         if "name" in given and given["name"] != self.name:  # a new sampler starts from its own defaults
-            given.setdefault("steps", DEFAULT_STEPS[given["name"]])
+            entry = sampler_entry(given["name"])
+            given.setdefault("steps", entry.default_steps)
             given.setdefault("spacing", None)
+            if "eta" not in entry.reads:  # another sampler's knobs do not carry over
+                given.setdefault("eta", 0.0)
+            if "variance" not in entry.reads:
+                given.setdefault("variance", None)
         for key in ("eta", "guidance", "classifier_scale"):
             if key in given:
                 given[key] = float(given[key])
@@ -94,8 +75,8 @@ class SamplerSettings:
     def check(self, num_timesteps: int | None, prefix: str = "") -> "SamplerSettings":
         """Raise a GenlabError naming the key when a setting cannot work with a model of T = num_timesteps; None
         checks what needs no model (a table spec before its checkpoints load): steps then has only its lower bound."""
-        T = num_timesteps
-        low = 2 if self.name == SamplerName.ddpm else 1  # a respaced DDPM needs a first and a last step
+        T, entry = num_timesteps, self.entry
+        low = entry.min_steps  # e.g. a respaced DDPM needs a first and a last step
         if self.steps is not None and T is None and (isinstance(self.steps, bool) or self.steps < low):
             raise GenlabError(f"{prefix}steps={self.steps} is out of range: sampler={self.name} needs at least {low}.")
         if self.steps is not None and T is not None and (isinstance(self.steps, bool) or not low <= self.steps <= T):
@@ -106,49 +87,56 @@ class SamplerSettings:
         for key in ("guidance", "classifier_scale"):
             if not math.isfinite(getattr(self, key)):
                 raise GenlabError(f"{prefix}{key}={getattr(self, key)} must be a finite number.")
-        if self.spacing is not None and self.spacing not in SPACINGS_FOR[self.name]:
+        if self.spacing is not None and self.spacing not in entry.grids:
             raise GenlabError(f"{prefix}spacing={self.spacing} does not apply to sampler={self.name}: use one of "
-                              f"{', '.join(SPACINGS_FOR[self.name])}.")
-        if self.eta != 0 and self.name not in ONLY_FOR["eta"]:
-            raise GenlabError(f"{prefix}eta={self.eta} applies to sampler=ddim only; sampler={self.name} is "
-                              "deterministic (or, for ddpm, set by variance).")
+                              f"{', '.join(entry.grids)}.")
+        if self.eta != 0 and "eta" not in entry.reads:
+            readers = "|".join(n for n, e in SAMPLERS.items() if "eta" in e.reads)
+            raise GenlabError(f"{prefix}eta={self.eta} applies to sampler={readers} only; sampler={self.name} does "
+                              "not read it.")
         return self
+
+    @property
+    def entry(self) -> SamplerEntry:
+        """The registry entry of this sampler: everything known about it."""
+        return sampler_entry(self.name)
 
     @property
     def grid(self) -> Spacing:
         """The time grid used: `spacing`, or the sampler's default."""
-        return self.spacing if self.spacing is not None else DEFAULT_SPACING[self.name]
+        return self.spacing if self.spacing is not None else self.entry.default_grid
 
     @property
     def deterministic(self) -> bool:
         """The samples depend on x_T only (the same x_T decodes alike at any step count)."""
-        return self.name in DETERMINISTIC or (self.name == SamplerName.ddim and self.eta == 0)
+        return self.entry.deterministic(self)
 
     def check_applies(self, given: Mapping[str, Any], prefix: str = "") -> None:
         """Refuse settings given for a sampler that does not read them (eta for DDPM, variance for DDIM)."""
-        for key, samplers in ONLY_FOR.items():
-            if given.get(key) is not None and self.name not in samplers:
-                raise GenlabError(f"{prefix}{key}= applies to sampler={'|'.join(samplers)}, not to sampler={self.name}"
+        for key in OPTIONAL_SETTINGS:
+            if given.get(key) is not None and key not in self.entry.reads:
+                readers = "|".join(n for n, e in SAMPLERS.items() if key in e.reads)
+                raise GenlabError(f"{prefix}{key}= applies to sampler={readers}, not to sampler={self.name}"
                                   + (" (DDIM's noise is set by eta)." if key == "variance" else "."))
 
     def nfe(self, num_timesteps: int) -> int:
         """Network evaluations per sample (a CFG pass over a 2B batch counts once, as papers count it; heun's
         steps = S is 2S - 1); classifier-guidance gradients are not counted."""
-        return solver_nfe(str(self.name), self.steps if self.steps is not None else num_timesteps)
+        return self.entry.nfe(self.steps if self.steps is not None else num_timesteps)
 
     def with_nfe(self, nfe: int) -> "SamplerSettings":
         """The same sampler with the most steps whose network evaluations do not exceed `nfe` (heun: odd NFE only)."""
         if isinstance(nfe, bool) or nfe < 1:
             raise GenlabError(f"nfe={nfe} is out of range: it must be a positive number of network evaluations.")
-        steps = (nfe + 1) // 2 if self.name == SamplerName.heun else nfe
-        return dataclasses.replace(self, steps=steps)
+        return dataclasses.replace(self, steps=self.entry.steps_for_nfe(nfe))
 
     def describe(self, num_timesteps: int, model_variance: str = "beta_tilde") -> dict[str, Any]:
         """The settings as used, for JSON records: steps resolved, only the keys this sampler reads."""
+        reads = self.entry.reads
         out: dict[str, Any] = {"name": str(self.name), "steps": self.nfe(num_timesteps),
-                               "eta": self.eta if self.name == SamplerName.ddim else None,
+                               "eta": self.eta if "eta" in reads else None,
                                "spacing": str(self.grid), "guidance": self.guidance}
-        if self.name == SamplerName.ddpm:
+        if "variance" in reads:
             out["variance"] = str(self.variance or model_variance)
         if self.classifier_scale:
             out["classifier_scale"] = self.classifier_scale
@@ -158,12 +146,30 @@ class SamplerSettings:
     def label(self, num_timesteps: int) -> str:
         """A short description for logs, e.g. "dpmpp_2m, 10 steps on the logsnr grid, 10 NFE"."""
         steps = self.steps if self.steps is not None else num_timesteps
-        extra = f", eta {self.eta:g}" if self.name == SamplerName.ddim else ""
+        extra = f", eta {self.eta:g}" if "eta" in self.entry.reads else ""
         return f"{self.name}, {steps} steps on the {self.grid} grid{extra}, {self.nfe(num_timesteps)} NFE"
 
 
+def resolve_settings(base: SamplerSettings, given: Mapping[str, Any], num_timesteps: int | None = None,
+                     prefix: str = "") -> SamplerSettings:
+    """The one default policy: what `given` (SAMPLER_FIELDS; None: not given) leaves out is `base`, the checkpoint's
+    own sampler block; a newly named sampler starts from its own defaults. Checked against T (None: what needs no
+    model), and settings its sampler does not read are refused."""
+    given = {("name" if k == "sampler" else k): v for k, v in given.items() if v is not None}
+    settings = base.override(**given)
+    settings.check_applies(given, prefix)
+    return settings.check(num_timesteps, prefix)
+
+
+def _sampler_name(value: Any) -> str:
+    name = str(value)
+    if name not in SAMPLERS:
+        raise GenlabError(f"sampler={name} is not a valid choice: use one of {', '.join(SAMPLERS)}.")
+    return name
+
+
 def _choice(key: str, value: Any) -> StrEnum:
-    kind = {"name": SamplerName, "spacing": Spacing, "variance": Variance}[key]
+    kind = {"spacing": Spacing, "variance": Variance}[key]
     try:
         return kind(str(value))
     except ValueError:

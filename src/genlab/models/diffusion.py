@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config import from_container
-from genlab.diffusion import Prediction, SamplerSettings, Steering, VPSchedule, generate, to_eps
+from genlab.diffusion import Denoiser, SamplerSettings, Steering, generate
 from genlab.errors import GenlabError
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.sample_shares import balanced_labels, grid_share
@@ -33,7 +33,7 @@ class DiffusionModule(L.LightningModule):
         # Built at the first training step, after EMAWeightAveraging has deep-copied the module without it.
         self._compiled_unet: Callable[..., Tensor] | None = None
         self.diffusion = build_diffusion(self.cfg)
-        self._schedule: VPSchedule | None = None  # the schedule at fractional t, built when a solver first needs it
+        self._denoiser: Denoiser | None = None
         self.loss_weights = dict(self.cfg.diffusion.loss_weights)
         # p_uncond = 1 drops every label: that is an unconditional model, so build_unet makes one.
         self.conditional = self.unet.null_class is not None
@@ -50,21 +50,16 @@ class DiffusionModule(L.LightningModule):
         return self._network()(x, t, y)
 
     def model_fn(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """epsilon_theta(x_t, t[, y]), whatever the network predicts: the contract of the samplers, solvers, guidance,
-        the NLL and inversion. t may be fractional (the ODE solvers' grids)."""
-        output = self.network_output(x, t, y)
-        if self.diffusion.prediction == Prediction.eps:
-            return output
-        return to_eps(self.diffusion.prediction, output, x, self.alpha_bar(t, x))
+        """epsilon_theta(x_t, t[, y]), whatever the network predicts: what DDIM inversion and the NLL take. t may be
+        fractional. Sampling asks the Denoiser for x0 and eps from the network's own output instead."""
+        return self.denoiser.eps(x, t, y=y)
 
-    def alpha_bar(self, t: Tensor, x: Tensor) -> Tensor:
-        """abar_t shaped to broadcast against x; interpolated between timesteps for fractional t."""
-        if not t.is_floating_point():
-            return self.diffusion.extract(self.diffusion.alphas_cumprod, t, x)
-        if self._schedule is None:
-            self._schedule = VPSchedule.from_diffusion(self.diffusion)
-        abar = self._schedule.alpha_bar(t.detach().double().cpu()).to(device=x.device, dtype=x.dtype)
-        return abar.view(-1, *([1] * (x.ndim - 1)))  # [B] -> [B, 1, ..., 1]
+    @property
+    def denoiser(self) -> Denoiser:
+        """The network as the samplers see it (no guidance); built once, it keeps the fractional-t schedule."""
+        if self._denoiser is None:
+            self._denoiser = Denoiser(self.network_output, self.diffusion)
+        return self._denoiser
 
     def _network(self) -> Callable[..., Tensor]:
         """The compiled U-Net in training when perf.compile, else the module itself (sampling sees many shapes)."""
@@ -161,7 +156,7 @@ class DiffusionModule(L.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            return generate(self.diffusion, self.model_fn, n, self.image_shape, settings, steering=steering,
+            return generate(self.diffusion, self.network_output, n, self.image_shape, settings, steering=steering,
                             seed=seed, batch_size=batch_size, device=self.device, progress=progress)
         finally:
             self.train(was_training)

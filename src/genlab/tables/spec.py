@@ -31,25 +31,25 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from genlab.config import available, project_root
-from genlab.diffusion import SamplerName, SamplerSettings
+from genlab.diffusion import SAMPLER_FIELDS, SamplerSettings, resolve_settings
 from genlab.errors import GenlabError, first_line
 from genlab.training.callbacks.power_ema import sigma_rel_to_gamma
 
 # Settings a cell may vary, and the type each must have.
 SETTINGS: dict[str, tuple[type, ...]] = {
     "ckpt": (str,),  # a name given as ckpts.NAME=PATH; absent: the ckpt=PATH argument
-    "sampler": (str,),  # ddim | ddpm (diffusion); a GAN ignores it
+    "sampler": (str,),  # a sampler of the registry (diffusion); absent: the checkpoint's own
     "steps": (int,),  # sampler steps: network evaluations (heun: 2 steps - 1); DDPM's respaced steps
     "nfe": (int,),  # network evaluations instead of steps: the most steps within that many (heun: odd NFE only)
     "eta": (int, float),
     "spacing": (str,),
     "variance": (str,),  # DDPM: beta | beta_tilde
+    "clip": (bool,),  # clamp the predicted x0 at every step
     "guidance": (int, float),  # CFG weight w
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
     "sigma_rel": (int, float),  # the EMA length, rebuilt after training from the run's post-hoc EMA snapshots
 }
-SAMPLERS: tuple[str, ...] = tuple(m.value for m in SamplerName)
-SAMPLER_SETTINGS = ("sampler", "steps", "eta", "spacing", "variance", "guidance", "classifier_scale", "nfe")
+SAMPLER_SETTINGS = (*SAMPLER_FIELDS, "nfe")  # the sampler's fields, and an NFE budget instead of steps
 
 # Metric names in specs, how a table heads them, and the decimals shown (the CSV keeps full precision).
 METRICS: dict[str, tuple[str, int]] = {
@@ -126,8 +126,6 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
     if settings.get("nfe") is not None and settings["nfe"] < 1:  # with_nfe would round it up to one step
         raise GenlabError(f"{where}: nfe={settings['nfe']} is out of range: it must be a positive number of network "
                           "evaluations.")
-    if settings.get("sampler", "ddim") not in SAMPLERS:
-        raise GenlabError(f"{where}: sampler={settings['sampler']!r} must be one of {', '.join(SAMPLERS)}.")
     if "sigma_rel" in settings:
         try:
             sigma_rel_to_gamma(float(settings["sigma_rel"]))
@@ -138,13 +136,13 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
 
 
 def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None) -> SamplerSettings:
-    """The SamplerSettings of a cell: `base` (default: DDIM's) with the cell's sampler settings."""
-    given = {k: settings.get(k) for k in SAMPLER_SETTINGS}
-    given["name"] = given.pop("sampler") or "ddim"  # a row without a sampler is DDIM, whatever the checkpoint's
-    nfe = given.pop("nfe")
+    """The SamplerSettings of a cell: `base` (the checkpoint's sampler block; before a checkpoint loads, the default
+    SamplerSettings) with the cell's sampler settings, as every command resolves them (resolve_settings)."""
+    given = {k: settings.get(k) for k in SAMPLER_FIELDS}
+    nfe = settings.get("nfe")
     if nfe is not None and given["steps"] is not None:
         raise GenlabError(f"a cell sets both steps={given['steps']} and nfe={nfe}: give one of them.")
-    out = (base or SamplerSettings()).override(**given)
+    out = resolve_settings(base or SamplerSettings(), given)
     return out.with_nfe(nfe) if nfe is not None else out
 
 
