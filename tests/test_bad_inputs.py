@@ -128,7 +128,7 @@ def test_resume_is_checked_against_the_checkpoint_not_the_editable_config(tmp_pa
 
 def test_nan_samples_are_an_error_not_a_black_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(DiffusionModule, "model_fn", lambda self, x, t, y=None: torch.full_like(x, math.nan))
+    monkeypatch.setattr(DiffusionModule, "network_output", lambda self, x, t, y=None: torch.full_like(x, math.nan))
     for sampler in ("ddim", "dpmpp_2m", "heun"):
         assert main(["sample", f"ckpt={LEGACY}", f"sampler={sampler}", "steps=3", f"out={tmp_path}/g.png"]) == 2
         err = capsys.readouterr().err

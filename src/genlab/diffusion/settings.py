@@ -156,7 +156,10 @@ def resolve_settings(base: SamplerSettings, given: Mapping[str, Any], num_timest
     own sampler block; a newly named sampler starts from its own defaults. Checked against T (None: what needs no
     model), and settings its sampler does not read are refused."""
     given = {("name" if k == "sampler" else k): v for k, v in given.items() if v is not None}
-    settings = base.override(**given)
+    try:
+        settings = base.override(**given)
+    except GenlabError as exc:  # an invalid choice, named where it was given
+        raise GenlabError(f"{prefix}{exc}") from None
     settings.check_applies(given, prefix)
     return settings.check(num_timesteps, prefix)
 

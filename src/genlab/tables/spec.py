@@ -132,18 +132,20 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         except ValueError as exc:
             raise GenlabError(f"{where}: {exc}.") from None
     # What needs no model (eta >= 0, finite guidance, valid choices) fails at load; steps <= T is checked per cell.
-    cell_settings(settings).check(num_timesteps=None, prefix=f"{where}: ")
+    cell_settings(settings, prefix=f"{where}: ")
 
 
-def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None) -> SamplerSettings:
-    """The SamplerSettings of a cell: `base` (the checkpoint's sampler block; before a checkpoint loads, the default
-    SamplerSettings) with the cell's sampler settings, as every command resolves them (resolve_settings)."""
+def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None, num_timesteps: int | None = None,
+                  prefix: str = "") -> SamplerSettings:
+    """The SamplerSettings of a cell, checked against T (None: what needs no model): `base` (the checkpoint's sampler
+    block; before a checkpoint loads, the default SamplerSettings) with the cell's sampler settings, as every command
+    resolves them (resolve_settings)."""
     given = {k: settings.get(k) for k in SAMPLER_FIELDS}
     nfe = settings.get("nfe")
     if nfe is not None and given["steps"] is not None:
-        raise GenlabError(f"a cell sets both steps={given['steps']} and nfe={nfe}: give one of them.")
-    out = resolve_settings(base or SamplerSettings(), given)
-    return out.with_nfe(nfe) if nfe is not None else out
+        raise GenlabError(f"{prefix}a cell sets both steps={given['steps']} and nfe={nfe}: give one of them.")
+    out = resolve_settings(base or SamplerSettings(), given, num_timesteps, prefix)
+    return out.with_nfe(nfe).check(num_timesteps, prefix) if nfe is not None else out
 
 
 def _as_dict(value: Any, where: str) -> dict[str, Any]:
