@@ -1,4 +1,4 @@
-"""DDPM LightningModule (epsilon-prediction). Thin: the math lives in genlab.diffusion."""
+"""DDPM LightningModule (the network predicts eps, x0 or v). Thin: the math lives in genlab.diffusion."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from genlab.nn.levers import as_channels_last, compiled_call, set_levers
 
 
 class DiffusionModule(L.LightningModule):
-    """Trains the shared U-Net to predict the noise added by q_sample; samples with DDPM or DDIM."""
+    """Trains the shared U-Net to predict the target of `diffusion.prediction` (eps, x0 or v) from q_sample's x_t;
+    samples with any of genlab's samplers (ddpm, ddim, dpmpp_2m, unipc, heun, euler) through model_fn's eps."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
