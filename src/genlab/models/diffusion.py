@@ -97,11 +97,15 @@ class DiffusionModule(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, **{**kw, "sync_dist": True})
         for name, value in terms.items():
             if name != "loss":
-                self.log(f"{stage}/{name}", value.mean(), **kw)
+                self.log(f"{stage}/{self.metric_name(name)}", value.mean(), **kw)
         # Loss per quarter of [0, T): where in the chain the model is still poor.
         for q, value in quarter_means(terms["loss"], t, self.diffusion.num_timesteps).items():
             self.log(f"{stage}/loss_q{q}", value, **kw)
         return loss
+
+    def metric_name(self, term: str) -> str:
+        """A loss term's metric, named after what it measures: target_mse is eps_mse, x0_mse or v_mse."""
+        return f"{self.diffusion.prediction}_mse" if term == "target_mse" else term
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         terms, t = self._losses(batch, generator=None)
