@@ -39,8 +39,7 @@ def write_record(run_dir: Path, **fields: Any) -> None:
 @dataclass
 class RunRecord:
     """The run.json of one training run, fresh or resumed at `resumed`: `start` writes the launch, `end` the status,
-    steps, wall time and final metrics, once. A record that was never started (a DDP rank other than 0) writes
-    nothing at its end."""
+    steps, wall time and final metrics, once. Only DDP rank 0 starts it; a record never started writes nothing."""
 
     run: RunDir
     overrides: dict[str, str]

@@ -52,13 +52,13 @@ def fit(cfg: DictConfig, record: RunRecord, datamodule: ImageDataModule, model: 
     rank_zero = trainer.is_global_zero
     if rank_zero:  # other ranks' loggers are stand-ins that write nothing
         start_run(cfg, record, trainer)
-    status: str | None = "failed"
+    raised: str | None = "failed"  # run.json's status if trainer.fit raises; None once it has returned
     os.environ[RUN_DIR_ENV] = str(run.root.resolve())
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=record.resume_checkpoint)
-        status = None  # it returned: the trainer tells how it ended
+        raised = None
     except SIGTERMException:
-        status = "stopped by SIGTERM"
+        raised = "stopped by SIGTERM"
         print(f"genlab: stopped by SIGTERM at step {trainer.global_step}; {run.last_ckpt} holds it. "
               f"Continue with the same command and resume=auto run_dir={run.root}.")
     except BaseException as exc:
@@ -72,7 +72,7 @@ def fit(cfg: DictConfig, record: RunRecord, datamodule: ImageDataModule, model: 
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         if rank_zero:
-            end_run(cfg, record, trainer, status)
+            end_run(cfg, record, trainer, raised)
     return run.root
 
 
@@ -122,13 +122,15 @@ def start_run(cfg: DictConfig, record: RunRecord, trainer: L.Trainer) -> None:
     record.start(cfg.experiment, global_batch, trainer.world_size, **ids)
 
 
-def end_run(cfg: DictConfig, record: RunRecord, trainer: L.Trainer, status: str | None) -> None:
-    """Rank 0's end of a run: W&B closed, run.json's end, and the line that says how it ended. `status` None: the fit
-    returned, and the trainer tells how it ended and its final metrics."""
-    returned = status is None
-    status = how_it_ended(cfg, trainer) if status is None else status
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1} if returned else {}
-    line = summary(trainer, record, status) if returned else None
+def end_run(cfg: DictConfig, record: RunRecord, trainer: L.Trainer, raised: str | None) -> None:
+    """Rank 0's end of a run: W&B closed, run.json's end written and, after a fit that returned, the line that says
+    how it ended. `raised`: the status of a fit that raised (failed, stopped by SIGTERM); None when it returned."""
+    if raised is None:
+        status = how_it_ended(cfg, trainer)
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        line: str | None = summary(trainer, record, status)
+    else:
+        status, final, line = raised, {}, None
     finish_wandb(trainer.loggers)
     record.end(trainer.global_step, status, final)
     if line is not None:
