@@ -75,6 +75,11 @@ def test_out_of_range_values(key: str, value: str) -> None:
         load_config({key: value})
 
 
+def test_the_loss_term_by_its_old_name_eps_mse_is_target_mse() -> None:
+    cfg = load_config({"diffusion.loss_weights.eps_mse": "2.5"})
+    assert dict(cfg.diffusion.loss_weights) == {"target_mse": 2.5}
+
+
 def test_unknown_experiment_lists_available() -> None:
     with pytest.raises(GenlabError, match="ddpm_digits"):
         load_config({"experiment": "no_such_experiment"})

@@ -37,6 +37,7 @@ def losses(run_dir: Path) -> list[float]:
         return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
 
 
+# Not slow (about 70 s on 2 cores): the only check that DDP's data and noise sharding matches one device (no unit test).
 def test_two_devices_with_batch_b_match_one_device_with_batch_2b(tmp_path: Path) -> None:
     single = train(tmp_path / "single", "data.batch_size=32")
     double = train(tmp_path / "ddp", "data.batch_size=16", "trainer.devices=2", "trainer.strategy=ddp")

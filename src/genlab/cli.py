@@ -1,4 +1,4 @@
-"""The `genlab` command: train | sample | config | invert | interpolate | compare | eval | table.
+"""The `genlab` command: train | sample | config | invert | interpolate | compare | eval | table | ema.
 
 Bad input exits with status 2 and a message.
 """
@@ -16,8 +16,9 @@ USAGE = """usage: genlab COMMAND [key=value ...]      genlab COMMAND --help: eve
 
 commands:
   train   [experiment=NAME] [group=BLOCK] [key=value ...]   train a model; writes runs/<experiment>/<time>/
-  sample  ckpt=PATH [sampler=ddim|ddpm steps=S eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]   (GAN: n seed out ema)
-          steps counts network evaluations for every sampler (default: 50 for ddim, all T for ddpm)
+  sample  ckpt=PATH [sampler=SAMPLER steps=S eta=0 n=64 seed=0 out=grid.png|DIR/ ema=true]   (GAN: n seed out ema)
+          no sampler: the checkpoint's own sampler block; steps counts network evaluations for every sampler
+          (a named sampler's default: ddim 50, ddpm all T, dpmpp_2m 20, unipc 10, heun 18, euler 50)
   config  [experiment=NAME] [key=value ...]                  print the resolved config
   invert  ckpt=PATH image=IMAGE steps=S [out=recon.png ema=true clip=false device=auto spacing=uniform label=K]
           DDIM-encode an image to x_T and decode it again: PNG target | x_T | reconstruction, MSE in a .json
@@ -27,7 +28,7 @@ commands:
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   compare RUN_DIR ... [out=compare.md]
           one table of runs: experiment, overrides, steps, wall time, final loss, best FID per extractor, checkpoint
-  eval    ckpt=PATH [n=10000 sampler=ddim|ddpm steps=50 eta=0 variance=beta|beta_tilde guidance=W features=inception|domain
+  eval    ckpt=PATH [n=10000 sampler=SAMPLER steps=S eta=0 variance=beta|beta_tilde guidance=W features=inception|domain
           domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_images=N
           out=eval.json seed=0 batch_size=250 ema=true device=auto]
           FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
@@ -37,6 +38,7 @@ commands:
           cached by its settings' hash (a rerun skips finished cells); writes <out>/<name>.md, .csv and .png
   ema     ckpt=PATH sigma_rel=S [out=PATH]
           rebuild the EMA of length sigma_rel after training from a run's power-EMA snapshots (model.ema.posthoc=true)
+  SAMPLER is ddim, ddpm, dpmpp_2m, unipc, heun or euler (sample's default: ddim; eval's: the checkpoint's own).
   IMAGE is index:N (item N of the run's training set; a bare N means the same) or a PNG/JPG path.
   SOURCE is seed:N (x_T drawn with seed N; a bare N means the same), index:N, or a PNG/JPG path (./N for a file N).
 

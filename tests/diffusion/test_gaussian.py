@@ -146,16 +146,17 @@ def test_training_losses_named_terms() -> None:
     t = torch.tensor([0, 10, 300, 600, 999])
 
     perfect = diffusion.training_losses(lambda x, t: noise, x0, t, noise=noise)
-    assert set(perfect) == {"eps_mse", "loss"} and perfect["loss"].shape == (5,)
+    assert set(perfect) == {"target_mse", "loss"} and perfect["loss"].shape == (5,)
     assert torch.equal(perfect["loss"], torch.zeros(5))
 
     zeros = diffusion.training_losses(lambda x, t: torch.zeros_like(x), x0, t, noise=noise)
-    torch.testing.assert_close(zeros["eps_mse"], (noise**2).mean(dim=(1, 2, 3)))
-    torch.testing.assert_close(zeros["loss"], zeros["eps_mse"])
+    torch.testing.assert_close(zeros["target_mse"], (noise**2).mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(zeros["loss"], zeros["target_mse"])
 
-    scaled = diffusion.training_losses(lambda x, t: torch.zeros_like(x), x0, t, noise=noise, weights={"eps_mse": 2.5})
-    torch.testing.assert_close(scaled["eps_mse"], zeros["eps_mse"])
-    torch.testing.assert_close(scaled["loss"], 2.5 * zeros["eps_mse"])
+    scaled = diffusion.training_losses(lambda x, t: torch.zeros_like(x), x0, t, noise=noise,
+                                       weights={"target_mse": 2.5})
+    torch.testing.assert_close(scaled["target_mse"], zeros["target_mse"])
+    torch.testing.assert_close(scaled["loss"], 2.5 * zeros["target_mse"])
 
     # The network sees x_t = q_sample(x0, t, noise), the original t and the model kwargs.
     seen = {}
@@ -168,18 +169,18 @@ def test_training_losses_named_terms() -> None:
     torch.testing.assert_close(seen["x"], diffusion.q_sample(x0, t, noise))
     assert torch.equal(seen["t"], t) and torch.equal(seen["y"], torch.arange(5))
 
-    with pytest.raises(ValueError, match="eps_mse"):
+    with pytest.raises(ValueError, match="target_mse"):
         diffusion.training_losses(lambda x, t: x, x0, t, noise=noise, weights={"vlb": 1.0})
     with pytest.raises(ValueError, match=">= 0"):
-        diffusion.training_losses(lambda x, t: x, x0, t, noise=noise, weights={"eps_mse": -1.0})
+        diffusion.training_losses(lambda x, t: x, x0, t, noise=noise, weights={"target_mse": -1.0})
 
 
 def test_training_losses_draws_noise_when_none_given() -> None:
     diffusion = GaussianDiffusion(linear_betas(T))
     torch.manual_seed(0)
     out = diffusion.training_losses(lambda x, t: torch.zeros_like(x), torch.zeros(64, 1, 8, 8), torch.full((64,), 999))
-    # eps_mse = mean(noise^2) over 4096 N(0, 1) draws: 1 within 5 standard errors (sqrt(2 / 4096)).
-    assert abs(out["eps_mse"].mean().item() - 1.0) < 5 * math.sqrt(2 / 4096)
+    # target_mse = mean(noise^2) over 4096 N(0, 1) draws: 1 within 5 standard errors (sqrt(2 / 4096)).
+    assert abs(out["target_mse"].mean().item() - 1.0) < 5 * math.sqrt(2 / 4096)
 
 
 def test_importing_genlab_diffusion_does_not_import_lightning() -> None:

@@ -59,7 +59,7 @@ def test_uniform_eps_is_l_simple() -> None:
     net = lambda x, t: torch.tanh(x)  # noqa: E731
     terms = diffusion.training_losses(net, x0, t, noise=noise)
     x_t = diffusion.q_sample(x0, t, noise)
-    assert torch.equal(terms["eps_mse"], ((noise - torch.tanh(x_t)) ** 2).mean(dim=(1, 2, 3)))
+    assert torch.equal(terms["target_mse"], ((noise - torch.tanh(x_t)) ** 2).mean(dim=(1, 2, 3)))
 
 
 @pytest.mark.parametrize("prediction, weighting", [("x0", "min_snr"), ("v", "min_snr"), ("v", "uniform")])
@@ -70,6 +70,9 @@ def test_a_model_of_each_target_trains_and_samples_with_every_sampler(prediction
                  f"diffusion.loss_weighting={weighting}", f"run_dir={run}"]) == 0
     module = load_diffusion(run / "checkpoints" / "last.ckpt")
     assert module.diffusion.prediction == prediction and module.diffusion.loss_weighting == weighting
+    # the loss is logged after what it measures: the MSE of this target, not an eps-MSE
+    logged = (run / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert f"train/{prediction}_mse" in logged and f"val/{prediction}_mse" in logged and "train/eps_mse" not in logged
     for name in ("ddim", "ddpm", "dpmpp_2m", "unipc", "heun", "euler"):
         images = module.sample(3, SamplerSettings().override(name=name, steps=3), seed=0)
         assert images.shape == (3, 1, 16, 16) and torch.isfinite(images).all(), name

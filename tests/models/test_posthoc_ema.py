@@ -10,9 +10,9 @@ import torch
 
 from conftest import TINY
 from genlab.cli import main
+from genlab.ema.posthoc import posthoc_weights, profile_inner
+from genlab.ema.power import power_beta, sigma_rel_to_gamma
 from genlab.runs.checkpoint import load_diffusion, read_checkpoint
-from genlab.training.callbacks.posthoc_ema import posthoc_weights, profile_inner
-from genlab.training.callbacks.power_ema import power_beta, sigma_rel_to_gamma
 
 
 def test_profile_inner_product_is_the_integral() -> None:

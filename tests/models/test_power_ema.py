@@ -11,8 +11,8 @@ from torch.optim.swa_utils import AveragedModel
 
 from conftest import TINY
 from genlab.cli import main
+from genlab.ema.power import gamma_to_sigma_rel, power_multi_avg_fn, sigma_rel_to_gamma
 from genlab.runs.checkpoint import read_checkpoint
-from genlab.training.callbacks.power_ema import gamma_to_sigma_rel, power_multi_avg_fn, sigma_rel_to_gamma
 
 
 def test_gamma_of_the_papers_two_lengths_and_the_round_trip() -> None:

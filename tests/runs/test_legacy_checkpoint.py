@@ -32,6 +32,12 @@ def test_old_checkpoint_loads_with_ddpm_steps_read_as_steps(capsys: pytest.Captu
     assert images.shape == (3, 1, 16, 16) and torch.isfinite(images).all()
 
 
+def test_old_checkpoint_names_its_loss_term_eps_mse_and_loads_it_as_target_mse() -> None:
+    config = read_checkpoint(CKPT)["hyper_parameters"]["config"]
+    assert config["diffusion"]["loss_weights"] == {"eps_mse": 1.0}
+    assert dict(from_container(config).diffusion.loss_weights) == {"target_mse": 1.0}
+
+
 def test_old_checkpoint_without_ddpm_steps_means_all_steps() -> None:
     config = read_checkpoint(CKPT)["hyper_parameters"]["config"]
     config["sampler"] = {**config["sampler"], "ddpm_steps": None}

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 from genlab.commands.args import EMAArgs, parse_command_args
+from genlab.ema.posthoc import read_snapshots, reconstruct
 from genlab.errors import GenlabError
 from genlab.outputs import check_file_out, free_name
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import AtomicCheckpointIO, read_checkpoint
-from genlab.training.callbacks.posthoc_ema import read_snapshots, reconstruct
 
 MARK = "genlab_posthoc_ema"  # the key genlab ema adds: its checkpoints may be written again, no other
 

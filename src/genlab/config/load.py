@@ -100,13 +100,32 @@ def _block(group: str, name: str, root: Path) -> DictConfig:
 # Keys renamed since configs were first saved: (block, old name) -> new name. Checkpoints, saved run configs, YAML
 # and overrides that use the old name load as the new one.
 RENAMED = {("sampler", "clip_denoised"): "clip"}  # one name for the sampler fields everywhere (SamplerSettings)
+# Loss terms by their old names: eps_mse was always the MSE of the network's target, whatever it predicts.
+OLD_LOSS_TERMS = {"eps_mse": "target_mse"}
 
 
 def migrate(data: Any, source: str) -> Any:
-    """Configs written with a key that has since been renamed (RENAMED) load under its new name. Configs written before
-    `sampler.steps` counted network evaluations for every sampler held `sampler.ddpm_steps` (DDPM's respaced steps;
-    `steps` was DDIM's only): map it onto `steps`, with one line."""
-    data = _renamed(data)
+    """A config written by an older genlab, as today's: see _renamed, _loss_terms and _ddpm_steps."""
+    return _loss_terms(_ddpm_steps(_renamed(data), source))
+
+
+def _loss_terms(data: Any) -> Any:
+    """`diffusion.loss_weights` that name a term by its old name (every config saved before target_mse: eps_mse),
+    read with today's name; silently, since the term is the same."""
+    diffusion = data.get("diffusion") if isinstance(data, (dict, DictConfig)) else None
+    weights = diffusion.get("loss_weights") if isinstance(diffusion, (dict, DictConfig)) else None
+    if not isinstance(weights, (dict, DictConfig)) or not any(k in OLD_LOSS_TERMS for k in weights):
+        return data
+    data = OmegaConf.to_container(data) if isinstance(data, DictConfig) else dict(data)
+    diffusion = dict(data["diffusion"])
+    diffusion["loss_weights"] = {OLD_LOSS_TERMS.get(k, k): w for k, w in diffusion["loss_weights"].items()}
+    data["diffusion"] = diffusion
+    return data
+
+
+def _ddpm_steps(data: Any, source: str) -> Any:
+    """Configs written before `sampler.steps` counted network evaluations for every sampler held
+    `sampler.ddpm_steps` (DDPM's respaced steps; `steps` was DDIM's only): map it onto `steps`, with one line."""
     sampler = data.get("sampler") if isinstance(data, (dict, DictConfig)) else None
     if not isinstance(sampler, (dict, DictConfig)) or "ddpm_steps" not in sampler:
         return data

@@ -111,9 +111,9 @@ class DiffusionConfig:
     beta_start: float = 1e-4  # linear schedule only
     beta_end: float = 0.02  # linear schedule only
     variance: Variance = Variance.beta_tilde
-    # eps_mse: the MSE of the network's target (eps by default, x0 or v with `prediction`), weighted per timestep by
-    # `loss_weighting`
-    loss_weights: Dict[str, float] = field(default_factory=lambda: {"eps_mse": 1.0})
+    # target_mse: the MSE of the network's target (eps by default, x0 or v with `prediction`), weighted per timestep by
+    # `loss_weighting`; logged as train/eps_mse, train/x0_mse or train/v_mse. Its old name eps_mse still loads.
+    loss_weights: Dict[str, float] = field(default_factory=lambda: {"target_mse": 1.0})
     prediction: Prediction = Prediction.eps  # what the network outputs: eps | x0 | v (Salimans & Ho 2022)
     loss_weighting: LossWeighting = LossWeighting.uniform  # uniform | min_snr (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # min_snr: the x0-MSE weight is min(SNR_t, gamma)

@@ -64,14 +64,14 @@ def mean_flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
-def _eps_mse(inp: LossInputs) -> Tensor:
+def _target_mse(inp: LossInputs) -> Tensor:
     # L_simple, eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, per sample; with another
     # prediction target the same MSE of that target, and with Min-SNR its per-timestep weight (prediction.py).
     return mean_flat(inp.weight * (inp.target - inp.model_output) ** 2)
 
 
 # Named loss terms; `training_losses` returns each requested one and their weighted sum.
-LOSS_TERMS: dict[str, Callable[[LossInputs], Tensor]] = {"eps_mse": _eps_mse}
+LOSS_TERMS: dict[str, Callable[[LossInputs], Tensor]] = {"target_mse": _target_mse}
 
 
 class GaussianDiffusion(nn.Module):
@@ -216,8 +216,8 @@ class GaussianDiffusion(nn.Module):
         model_kwargs: dict | None = None,
         weights: dict[str, float] | None = None,
     ) -> dict[str, Tensor]:
-        """Per-sample [B] loss terms by name, plus "loss" = sum of weight * term; default weights {"eps_mse": 1}."""
-        weights = {"eps_mse": 1.0} if weights is None else dict(weights)
+        """Per-sample [B] loss terms by name, plus "loss" = sum of weight * term; default weights {"target_mse": 1}."""
+        weights = {"target_mse": 1.0} if weights is None else dict(weights)
         unknown = sorted(set(weights) - set(LOSS_TERMS))
         if unknown or not weights:
             raise ValueError(f"loss weights {unknown or '{}'} invalid: name one or more of {', '.join(LOSS_TERMS)}")

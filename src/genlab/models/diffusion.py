@@ -1,4 +1,4 @@
-"""DDPM LightningModule (epsilon-prediction). Thin: the math lives in genlab.diffusion."""
+"""DDPM LightningModule (the network predicts eps, x0 or v). Thin: the math lives in genlab.diffusion."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from genlab.nn.levers import as_channels_last, compiled_call, set_levers
 
 
 class DiffusionModule(L.LightningModule):
-    """Trains the shared U-Net to predict the noise added by q_sample; samples with DDPM or DDIM."""
+    """Trains the shared U-Net to predict the target of `diffusion.prediction` (eps, x0 or v) from q_sample's x_t;
+    samples with any sampler of the registry (ddpm, ddim, dpmpp_2m, unipc, heun, euler) through a Denoiser that reads
+    x0 and eps from the network's own output."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
@@ -91,11 +93,15 @@ class DiffusionModule(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, **{**kw, "sync_dist": True})
         for name, value in terms.items():
             if name != "loss":
-                self.log(f"{stage}/{name}", value.mean(), **kw)
+                self.log(f"{stage}/{self.metric_name(name)}", value.mean(), **kw)
         # Loss per quarter of [0, T): where in the chain the model is still poor.
         for q, value in quarter_means(terms["loss"], t, self.diffusion.num_timesteps).items():
             self.log(f"{stage}/loss_q{q}", value, **kw)
         return loss
+
+    def metric_name(self, term: str) -> str:
+        """A loss term's metric, named after what it measures: target_mse is eps_mse, x0_mse or v_mse."""
+        return f"{self.diffusion.prediction}_mse" if term == "target_mse" else term
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         terms, t = self._losses(batch, generator=None)

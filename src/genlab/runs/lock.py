@@ -13,7 +13,8 @@ import json
 import os
 import socket
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from genlab.errors import GenlabError
 from genlab.runs.folder import RUN_DIR_ENV, RunDir
@@ -97,6 +98,19 @@ def launched_rank() -> bool:
         return True
     from_env = [os.environ.get(k) for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")]
     return any(v not in (None, "", "0") for v in from_env)
+
+
+@contextmanager
+def own_run(run: RunDir, resume: str | None) -> Iterator[None]:
+    """Rank 0 holds the run folder while it trains: its lock first, then the refusal of a fresh run in a folder that
+    holds another (in that order, so that a folder another process is writing is named as such, not as a finished
+    run). The other DDP ranks belong to rank 0's run and take nothing."""
+    if launched_rank():
+        yield
+        return
+    with RunLock(run):
+        refuse_existing_run(run, resume)
+        yield
 
 
 def refuse_existing_run(run: RunDir, resume: str | None) -> None:

@@ -1,15 +1,22 @@
-"""run.json in every run folder: how the run was launched and how it ended, for `genlab compare`."""
+"""run.json in every run folder: how the run was launched and how it ended, for `genlab compare`, resume and W&B.
+
+One training run's run.json is owned by one `RunRecord`, from launch to end.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genlab.runs.folder import RunDir
+from genlab.runs.resume import ResumePoint
+
 
 def read_record(run_dir: Path) -> dict[str, Any]:
+    """run.json of a run folder as a dict; empty when it is missing or unreadable."""
     path = RunDir(Path(run_dir)).record
     if not path.is_file():
         return {}
@@ -29,18 +36,49 @@ def write_record(run_dir: Path, **fields: Any) -> None:
     tmp.replace(path)
 
 
-def record_start(run_dir: Path, experiment: str, overrides: dict[str, str], resumed_from: str | None) -> None:
-    """Note the launch; on resume keep the first launch's overrides and add this one to `resumes`."""
-    record = read_record(run_dir)
-    if resumed_from is None or not record:
-        write_record(run_dir, experiment=experiment, overrides=overrides, started=time.strftime("%Y-%m-%d %H:%M:%S"),
-                     wall_seconds=0.0, resumes=[])
-    else:
-        write_record(run_dir, resumes=[*record.get("resumes", []), {"from": resumed_from, "overrides": overrides}])
+@dataclass
+class RunRecord:
+    """The run.json of one training run, fresh or resumed at `resumed`: `start` writes the launch, `end` the status,
+    steps, wall time and final metrics, once. Only DDP rank 0 starts it; a record never started writes nothing."""
 
+    run: RunDir
+    overrides: dict[str, str]
+    resumed: ResumePoint | None = None
+    started: float | None = None  # time.time() at `start`
+    ended: bool = False
 
-def record_end(run_dir: Path, started: float, steps: int, status: str, metrics: dict[str, float]) -> None:
-    """Add this process's wall time to the run's and store the final step, status and metrics."""
-    previous = float(read_record(run_dir).get("wall_seconds", 0.0))
-    write_record(run_dir, wall_seconds=round(previous + time.time() - started, 1), steps=steps, status=status,
-                 final_metrics=metrics)
+    @property
+    def resume_checkpoint(self) -> str | None:
+        """The checkpoint that this run continues from (Lightning's ckpt_path); None for a fresh run."""
+        return str(self.resumed.checkpoint) if self.resumed else None
+
+    def wandb_id(self) -> str | None:
+        """The W&B run that a resumed run continues."""
+        return read_record(self.run.root).get("wandb_id") if self.resumed else None
+
+    def start(self, experiment: str, global_batch: int, world_size: int, **wandb: Any) -> None:
+        """Note the launch; a resume keeps the first launch's fields and adds itself to `resumes`. `wandb`: the W&B
+        run's id, project and entity, so that resume=auto and genlab eval continue it."""
+        previous = read_record(self.run.root)
+        if self.resumed is None or not previous:
+            launch: dict[str, Any] = dict(experiment=experiment, overrides=self.overrides,
+                                          started=time.strftime("%Y-%m-%d %H:%M:%S"), wall_seconds=0.0, resumes=[])
+        else:
+            launch = dict(resumes=[*previous.get("resumes", []),
+                                   {"from": self.resume_checkpoint, "overrides": self.overrides}])
+        write_record(self.run.root, **launch, global_batch=global_batch, world_size=world_size, **wandb)
+        self.started = time.time()
+
+    def seconds(self) -> float:
+        """This process's wall time since `start`."""
+        return time.time() - self.started if self.started is not None else 0.0
+
+    def end(self, steps: int, status: str, metrics: dict[str, float]) -> None:
+        """Add this process's wall time to the run's and store the final step, status and metrics; the first call
+        decides, later ones change nothing."""
+        if self.started is None or self.ended:
+            return
+        self.ended = True
+        previous = float(read_record(self.run.root).get("wall_seconds", 0.0))
+        write_record(self.run.root, wall_seconds=round(previous + self.seconds(), 1), steps=steps,
+                     status=status, final_metrics=metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.config import from_container, to_container
 from genlab.errors import GenlabError, first_line
-from genlab.runs.checkpoint import read_checkpoint
+from genlab.runs.checkpoint import checkpoint_kind, read_checkpoint
 from genlab.runs.folder import RunDir
 
 # Keys that may differ between the first run and its resumption: they change how long or how visibly the run
@@ -22,6 +23,35 @@ MAY_CHANGE = ("resume", "run_dir", "runs_root", "trainer.max_steps", "trainer.ma
               "logger.",
               "perf.", "data.pin_memory", "data.persistent_workers", "sampler.", "eval.sampler", "eval.steps",
               "callbacks.checkpoint.every_n_minutes")
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run continues: its checkpoint, that checkpoint's step, and the metrics.csv rows (and header)
+    logged before it, which the resumed run keeps."""
+
+    checkpoint: Path
+    step: int
+    header: list[str]
+    rows: list[dict[str, str]]
+
+
+def resume_point(cfg: DictConfig) -> ResumePoint | None:
+    """Where `resume` continues, checked against the config; None for a fresh run. Sets cfg.run_dir to the
+    checkpoint's run folder."""
+    resume_from = find_resume_checkpoint(cfg)
+    if resume_from is None:
+        return None
+    ckpt = read_checkpoint(resume_from)
+    kind = checkpoint_kind(ckpt)
+    if kind != cfg.model.kind:
+        raise GenlabError(f"resume: {resume_from} holds a {kind!r} model, but this config trains a {cfg.model.kind!r}.")
+    run = RunDir.of_checkpoint(resume_from)
+    # The checkpoint's own config, not config.yaml: a file the user can edit must not decide what may change.
+    check_same_run(to_container(cfg), as_schema(ckpt["hyper_parameters"]["config"]), resume_from)
+    step = int(ckpt.get("global_step", 0))
+    cfg.run_dir = str(run.root)
+    return ResumePoint(resume_from, step, *read_metrics_before(run.metrics_csv, step))
 
 
 def find_resume_checkpoint(cfg: DictConfig) -> Path | None:

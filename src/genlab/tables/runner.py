@@ -16,6 +16,7 @@ from torch import Tensor
 
 from genlab.build import pick_device
 from genlab.diffusion import SamplerSettings
+from genlab.ema.posthoc import read_snapshots, reconstruct
 from genlab.errors import GenlabError
 from genlab.images import save_png_folder
 from genlab.metrics.class_accuracy import class_accuracy
@@ -29,7 +30,6 @@ from genlab.runs import RunDir
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint, weights_used
 from genlab.tables.cells import CellStore, cell_hash
 from genlab.tables.spec import SAMPLER_SETTINGS, Cell, TableSpec, cell_settings
-from genlab.training.callbacks.posthoc_ema import read_snapshots, reconstruct
 
 DEFAULT_CKPT = "default"
 

@@ -33,7 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from genlab.config import available, project_root
 from genlab.diffusion import SAMPLER_FIELDS, SamplerSettings, resolve_settings
 from genlab.errors import GenlabError, first_line
-from genlab.training.callbacks.power_ema import sigma_rel_to_gamma
+from genlab.ema.power import sigma_rel_to_gamma
 
 # Settings a cell may vary, and the type each must have.
 SETTINGS: dict[str, tuple[type, ...]] = {
