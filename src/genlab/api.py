@@ -19,9 +19,8 @@ from torch import Tensor
 from genlab.build import pick_device
 from genlab.commands.eval import eval_command
 from genlab.commands.train import train_command
-from genlab.diffusion import resolve_settings
 from genlab.errors import GenlabError
-from genlab.models import is_diffusion, kind_of
+from genlab.models import kind_of
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint
 
 
@@ -48,11 +47,7 @@ class Model:
         given = dict(sampler=sampler, steps=steps, eta=eta, spacing=spacing, variance=variance, clip=clip,
                      guidance=guidance, classifier_scale=classifier_scale or None)
         labels = self._labels(n, classes)
-        if not is_diffusion(self.module):
-            if any(v is not None for v in given.values()) or classifier is not None:
-                raise GenlabError("sampler settings and guidance apply to diffusion models; a GAN samples G(z).")
-            return self.module.sample(n, seed=seed, batch_size=batch_size, labels=labels)
-        settings = resolve_settings(self.module.sampler_settings, given, self.module.diffusion.num_timesteps)
+        settings = self.module.resolve_sampler(given)
         scorer = load_classifier(classifier).to(self.module.device) if classifier is not None else None
         return self.module.sample(n, settings, labels=labels, classifier=scorer, seed=seed, batch_size=batch_size,
                                   progress=progress)

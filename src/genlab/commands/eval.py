@@ -19,14 +19,14 @@ from genlab.build import pick_device
 from genlab.commands.args import EvalArgs, parse_command_args
 from genlab.commands.eval_folder import eval_folder_command
 from genlab.config import parse_overrides
-from genlab.diffusion import SamplerSettings, resolve_settings
+from genlab.diffusion import SamplerSettings
 from genlab.errors import GenlabError
 from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import SplitScore, extractor_record, isc_note, reference_record, score_against_split
 from genlab.metrics.nll import compute_nll
-from genlab.models import is_diffusion
+from genlab.models import facts_of
 from genlab.outputs import check_eval_out, write_json, write_png_folder
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
 from genlab.runs.folder import default_output, run_of
@@ -55,15 +55,10 @@ def parse_eval_args(args: list[str]) -> EvalArgs:
 def eval_settings(module: Any, a: EvalArgs) -> tuple[SamplerSettings | None, dict[str, Any]]:
     """The checkpoint's own sampler with the settings given on the command line, and its description for the JSON.
     A GAN has no sampler: (None, its description)."""
-    given = {k: v for k, v in a.sampler_fields().items() if v is not None}
-    if not is_diffusion(module):  # a GAN: one generator pass, nothing to choose
-        if given:
-            raise GenlabError(f"{', '.join(given)}: sampler settings apply to diffusion models; a GAN samples G(z).")
-        return None, {"name": "G(z)", "steps": None, "eta": None, "spacing": None, "guidance": None}
-    T = module.diffusion.num_timesteps
-    settings = resolve_settings(module.sampler_settings, given, T)
-    module.check_guidance(settings, has_labels=module.conditional, has_classifier=False)  # eval_samples' labels
-    return settings, settings.describe(T, module.diffusion.variance)
+    settings = module.resolve_sampler(a.sampler_fields())
+    if settings is not None:  # eval_samples steers a conditional model with balanced labels, and no classifier
+        module.check_guidance(settings, has_labels=module.conditional, has_classifier=False)
+    return settings, module.sampler_record(settings)
 
 
 def markdown_row(result: dict[str, Any]) -> str:
@@ -74,7 +69,7 @@ def markdown_row(result: dict[str, Any]) -> str:
         sampler = f"{s['name']} {s['steps']} eta={s['eta']:g}"
     elif s.get("variance") is not None:  # a sampler with a variance choice (DDPM): its variance
         sampler = f"{s['name']} {s['steps']} {s['variance']}"
-    elif s.get("nfe") is not None:  # an ODE solver: its steps, grid and network evaluations
+    elif s.get("steps") is not None:  # an ODE solver: its steps, grid and network evaluations
         sampler = f"{s['name']} {s['steps']} {s['spacing']} ({s['nfe']} NFE)"
     else:
         sampler = s["name"]
@@ -125,16 +120,16 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     out = Path(a.out or default_output(a.ckpt, "eval", f"{Path(a.ckpt).stem}-{steps}-n{a.n}-{spec.features}.json",
                                        "eval.json"))
     samples_dir = check_eval_out(out)  # before sampling, not after
-    if a.nll and not is_diffusion(module):  # before sampling, not after
-        raise GenlabError("nll=true: a GAN has no likelihood to bound; NLL is for diffusion checkpoints.")
+    if a.nll and not facts_of(module).sampler:  # before sampling, not after
+        raise GenlabError(f"nll=true: {facts_of(module).description} has no likelihood to bound; NLL is for diffusion "
+                          "checkpoints.")
     cfg = module.cfg
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
     device = pick_device(a.device)
     module.to(device)
     started = time.time()
-    kwargs = {"settings": settings, "progress": True} if settings is not None else {}
-    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, **kwargs)
+    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, settings=settings, progress=True)
     write_png_folder(images, samples_dir, "genlab eval", legacy_owner=out)
     seconds = {"sampling": round(time.time() - started, 2)}
 

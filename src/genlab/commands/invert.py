@@ -33,7 +33,7 @@ from genlab.data.base import image_transform
 from genlab.diffusion import ddim_invert, ddim_sample, slerp
 from genlab.errors import GenlabError
 from genlab.images import FIGURE_MARK, image_grid, save_png, to_8bit
-from genlab.models import DiffusionModule, GANModule, generator_kinds, is_diffusion, kind_info
+from genlab.models import DiffusionModule, GANModule, facts_of, generator_kinds, kind_info, kind_of
 from genlab.outputs import write_json
 from genlab.runs.checkpoint import checkpoint_kind, load_diffusion, load_generator, read_checkpoint
 
@@ -219,14 +219,14 @@ def invert_command(args: list[str]) -> None:
         raise GenlabError(f"{a.ckpt} holds a {checkpoint_kind(ckpt)!r} model; invert supports {supported} checkpoints.")
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
     del ckpt
-    kind = "ddpm" if is_diffusion(module) else "gan"
-    # A diffusion model is inverted by DDIM run forwards, a GAN by optimising z.
-    result = invert_ddpm(a, source, module) if is_diffusion(module) else invert_gan(a, source, module)
+    kind, by_ddim = kind_of(module), facts_of(module).sampler
+    # A model with a sampler is inverted by DDIM run forwards (its ODE), a generator by optimising z.
+    result = invert_ddpm(a, source, module) if by_ddim else invert_gan(a, source, module)
     check_finite(torch.cat([result.latent_view, result.recon]), f"inverting {a.image} with {a.ckpt}")
     mse = float(((to_unit(result.recon) - to_unit(result.target)) ** 2).mean())
     panels = torch.cat([result.target, result.latent_view, result.recon])  # [3, C, H, W]
     save_png(image_grid(panels, nrow=3), Path(a.out))
-    paper = DDIM_PAPER_MSE.get(a.steps) if kind == "ddpm" else None
+    paper = DDIM_PAPER_MSE.get(a.steps) if by_ddim else None
     record = {"ckpt": a.ckpt, "image": a.image, "steps": a.steps, "mse": mse, "kind": kind}
     record.update(spacing=str(a.spacing), clip=a.clip, ema=a.ema)
     if paper is not None:
@@ -240,9 +240,9 @@ def invert_command(args: list[str]) -> None:
               f"{error_curve_path(a.out)}")
     write_json(Path(a.out).with_suffix(".json"), record, "genlab invert")
     note = f" (DDIM paper, CIFAR-10, S={a.steps}: {paper})" if paper is not None else ""
-    steps = f"S={a.steps}" if kind == "ddpm" else f"{a.steps} steps"
+    steps = f"S={a.steps}" if by_ddim else f"{a.steps} steps"
     print(f"genlab: reconstruction MSE per dimension on [0, 1] pixels, {steps}: {mse:.3g}{note}")
-    middle = "x_T" if kind == "ddpm" else "start"
+    middle = "x_T" if by_ddim else "start"
     print(f"genlab: wrote target | {middle} | reconstruction to {a.out}")
 
 

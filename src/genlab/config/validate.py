@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.config.kinds import kind_facts
 from genlab.config.schema import PerfConfig, to_container
 from genlab.diffusion import LOSS_TERMS, SamplerSettings
 from genlab.errors import GenlabError
@@ -87,7 +88,7 @@ def validate(cfg: DictConfig) -> None:
 
 def validate_unet(cfg: DictConfig) -> None:
     """The U-Net's layout (the networks' own check, on plain numbers), for the kinds built on it."""
-    if cfg.model.kind not in ("ddpm", "classifier"):
+    if not kind_facts(cfg.model.kind).unet:
         return
     u, res = cfg.unet, cfg.data.resolution
     try:
@@ -112,9 +113,10 @@ def validate_eval(cfg: DictConfig) -> None:
         ev.every_n_steps,
         f"a multiple of trainer.val_every_n_steps = {val_every} (FID runs at validation ends)",
     )
-    if cfg.model.kind == "classifier":
+    if not kind_facts(cfg.model.kind).generates:
         raise GenlabError(
-            "eval.enabled=true needs a model that generates images; a classifier does not. Set eval.enabled=false."
+            f"eval.enabled=true needs a model that generates images; model.kind={cfg.model.kind} "
+            f"({kind_facts(cfg.model.kind).description}) does not. Set eval.enabled=false."
         )
     if ev.features == "domain" and not ev.domain_classifier:
         raise GenlabError(
@@ -133,7 +135,7 @@ def validate_perf(cfg: DictConfig) -> None:
     p = cfg.perf
     defaults = to_container(OmegaConf.structured(PerfConfig))
     changed = [k for k, v in to_container(p).items() if v != defaults[k]]
-    if changed and cfg.model.kind != "ddpm":
+    if changed and not kind_facts(cfg.model.kind).perf_levers:
         raise GenlabError(f"perf.{changed[0]} is a lever of the DDPM / CFG U-Net; model.kind="
                           f"{cfg.model.kind} does not use the perf block. Leave it at its defaults.")
     if p.compile_mode != "default" and not p.compile:
@@ -154,7 +156,7 @@ def validate_gan(cfg: DictConfig) -> None:
         _check(optim.lr > 0, f"gan.{name}.lr", optim.lr, "> 0")
         ok = len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas)
         _check(ok, f"gan.{name}.betas", list(optim.betas), "two numbers in [0, 1)")
-    if cfg.model.kind != "gan":
+    if not kind_facts(cfg.model.kind).adversarial:
         return
     if g.loss == "wasserstein" and g.lambda_gp == 0 and not g.spectral_norm:
         raise GenlabError(

@@ -20,6 +20,7 @@ from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from genlab.config import kind_facts, kinds_where
 from genlab.errors import GenlabError
 from genlab.metrics.images import from_extractor_uint8
 from genlab.runs.checkpoint import checkpoint_kind, load_classifier, read_checkpoint
@@ -77,9 +78,10 @@ class DomainFeatureExtractor(FeatureExtractorBase):
 def check_domain_classifier(path: str | Path, data: DictConfig, key: str) -> None:
     """The classifier must have been trained on the dataset it scores (same name, channels and resolution)."""
     ckpt = read_checkpoint(path)
-    if checkpoint_kind(ckpt) != "classifier":
-        kind = checkpoint_kind(ckpt)
-        raise GenlabError(f"{key}={path} holds a {kind!r} model; it must be a 'classifier' checkpoint.")
+    kind = checkpoint_kind(ckpt)
+    if not kind_facts(kind).classifies:
+        wanted = " or ".join(repr(k) for k in kinds_where("classifies"))
+        raise GenlabError(f"{key}={path} holds a {kind!r} model; it must be a {wanted} checkpoint.")
     theirs = ckpt["hyper_parameters"]["config"]["data"]
     ours = (str(data.name), int(data.channels), int(data.resolution))
     found = (str(theirs.get("name")), int(theirs.get("channels") or 0), int(theirs.get("resolution") or 0))

@@ -10,14 +10,14 @@ from omegaconf import DictConfig
 from genlab.diffusion.likelihood import nll_bpd, quantize_to_bins
 from genlab.errors import GenlabError
 from genlab.metrics.reference import split_images
-from genlab.models import is_diffusion
+from genlab.models import facts_of
 
 
 def compute_nll(module: Any, cfg: DictConfig, split: str, batch_size: int, seed: int, device: torch.device,
                 limit: int | None = None) -> tuple[float, int]:
     """Mean variational bound on -log p(x) in bits/dim over the split's first `limit` images (all by default),
     with the data quantised to 8 bits; and the number of images."""
-    if not is_diffusion(module):
+    if not facts_of(module).sampler:
         raise GenlabError("nll=true needs a diffusion checkpoint: only diffusion models have a likelihood bound here.")
     images = split_images(cfg, split)[:limit, : int(cfg.data.channels)]  # [N, C, H, W] uint8, gray copies dropped
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -3,7 +3,7 @@
 from genlab.models.classifier import ClassifierModule
 from genlab.models.diffusion import DiffusionModule
 from genlab.models.gan import GANModule
-from genlab.models.registry import MODEL_KINDS, build_module, generator_kinds, is_diffusion, kind_info, kind_of
+from genlab.models.registry import MODEL_KINDS, build_module, facts_of, generator_kinds, kind_info, kind_of
 
 __all__ = [
     "MODEL_KINDS",
@@ -11,8 +11,8 @@ __all__ = [
     "DiffusionModule",
     "GANModule",
     "build_module",
+    "facts_of",
     "generator_kinds",
-    "is_diffusion",
     "kind_info",
     "kind_of",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config import from_container
-from genlab.diffusion import Denoiser, SamplerSettings, Steering, generate
+from genlab.diffusion import Denoiser, SamplerSettings, Steering, generate, resolve_settings
 from genlab.errors import GenlabError
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.sample_shares import balanced_labels, grid_share
@@ -125,6 +125,15 @@ class DiffusionModule(L.LightningModule):
         steers a conditional model only."""
         settings = SamplerSettings.from_config(self.cfg.sampler)
         return settings if self.conditional else settings.override(guidance=0.0)
+
+    def resolve_sampler(self, given: Mapping[str, Any], prefix: str = "") -> SamplerSettings:
+        """The sampler of a command, a table cell or the API: `given` sampler fields (None: not given) over the run's
+        sampler block, checked against T (the generator interface every kind answers)."""
+        return resolve_settings(self.sampler_settings, given, self.diffusion.num_timesteps, prefix)
+
+    def sampler_record(self, settings: SamplerSettings) -> dict[str, Any]:
+        """The sampler as used, for JSON records: steps resolved, the keys it reads, and its NFE."""
+        return settings.describe(self.diffusion.num_timesteps, self.diffusion.variance)
 
     def check_guidance(self, settings: SamplerSettings, has_labels: bool, has_classifier: bool) -> None:
         """Guidance checked against this model: CFG needs a conditional model, any guidance needs labels,

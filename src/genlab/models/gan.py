@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Mapping
 
 import lightning as L
 import torch
@@ -195,11 +195,31 @@ class GANModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.d_updates = int(checkpoint.get("gan_d_updates", 0))
 
-    # ---- sampling ----
+    # ---- sampling: the generator interface (as DiffusionModule's); a GAN samples G(z), with no sampler to choose ----
+
+    sampler_settings = None
+
+    def resolve_sampler(self, given: Mapping[str, Any], prefix: str = "") -> None:
+        """No sampler setting applies to G(z): any given is refused, naming it."""
+        named = [k for k, v in given.items() if v is not None]
+        if named:
+            raise GenlabError(f"{prefix}{', '.join(named)}: sampler settings apply to diffusion models; a GAN samples "
+                              "G(z).")
+
+    def sampler_record(self, settings: None = None) -> dict[str, Any]:
+        """What sampled, for JSON records: one generator pass per image."""
+        return {"name": "G(z)", "steps": None, "eta": None, "spacing": None, "guidance": None, "nfe": 1}
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int = 0, batch_size: int = 256, labels: Tensor | None = None) -> Tensor:
-        """n images in [-1, 1] from z drawn with `seed` on the CPU (the same images on any device and batch size)."""
+    def sample(self, n: int, settings: None = None, *, labels: Tensor | None = None, classifier: Any = None,
+               seed: int = 0, batch_size: int = 256, progress: bool = False) -> Tensor:
+        """n images in [-1, 1] from z drawn with `seed` on the CPU (the same images on any device and batch size);
+        `labels` condition a class-conditional generator. There is no sampler and no guidance to give."""
+        if settings is not None or classifier is not None:
+            raise GenlabError("a GAN samples G(z): sampler settings and classifier guidance apply to diffusion models.")
+        if labels is not None and not self.conditional:
+            raise GenlabError("classes= needs a class-conditional GAN (model.conditional=true); this one is "
+                              "unconditional.")
         if self.conditional and labels is None:
             labels = balanced_labels(n, self.cfg.data.num_classes)
         z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
@@ -224,6 +244,6 @@ class GANModule(L.LightningModule):
                                           rank, world)
         return self.sample(n, seed=seed + rank, labels=labels), per_class
 
-    def eval_samples(self, n: int, seed: int, batch_size: int) -> Tensor:
+    def eval_samples(self, n: int, seed: int, batch_size: int, settings: None = None, progress: bool = False) -> Tensor:
         """Samples for evaluation metrics: class-balanced labels for a conditional generator."""
-        return self.sample(n, seed=seed, batch_size=batch_size)
+        return self.sample(n, settings, seed=seed, batch_size=batch_size)

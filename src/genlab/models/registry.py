@@ -1,7 +1,8 @@
 """One registry of model kinds: what `model.kind` builds, and what each kind can do.
 
 Every dispatch on the kind of a model (training, loading a checkpoint, sampling, inversion, evaluation, the loss-curve
-panels) reads this table instead of testing class names or attributes. A new kind registers here in one entry.
+panels) reads this table, or the facts it holds (config/kinds.py), instead of testing names, classes or attributes. A
+new kind is one entry here and its facts there.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import lightning as L
 
+from genlab.config import KINDS, KindFacts, kinds_where
 from genlab.errors import GenlabError
 from genlab.models.classifier import ClassifierModule
 from genlab.models.diffusion import DiffusionModule
@@ -33,7 +35,7 @@ class Panel:
 # or oscillating, gradient norms exploding, diversity collapsing.
 PANELS: dict[str, tuple[Panel, ...]] = {
     "ddpm": (
-        Panel("epsilon-MSE loss", ("train/loss", "val/loss"), "log"),
+        Panel("loss (MSE of the network's target)", ("train/loss", "val/loss"), "log"),
         Panel("train loss per quarter of [0, T)", ("train/loss_q*",), "log"),
     ),
     "classifier": (
@@ -51,20 +53,26 @@ PANELS: dict[str, tuple[Panel, ...]] = {
 
 @dataclass(frozen=True)
 class ModelKindInfo:
-    """What one model kind is and supports."""
+    """What one model kind is and supports: its facts (config/kinds.py), its LightningModule and its plots."""
 
+    facts: KindFacts
     module: type[L.LightningModule]
-    generates: bool  # samples images: sample grids, FID, `genlab sample` / `eval` / `table`
-    description: str
     panels: tuple[Panel, ...]  # what the loss-curve PNG plots
+
+    @property
+    def generates(self) -> bool:
+        """It samples images: sample grids, FID, `genlab sample` / `eval` / `table`."""
+        return self.facts.generates
+
+    @property
+    def description(self) -> str:
+        return self.facts.description
 
 
 MODEL_KINDS: dict[str, ModelKindInfo] = {
-    "ddpm": ModelKindInfo(DiffusionModule, generates=True,
-                          description="a diffusion model (DDPM, or CFG with model.conditional=true)", panels=PANELS["ddpm"]),
-    "gan": ModelKindInfo(GANModule, generates=True, description="a GAN generator", panels=PANELS["gan"]),
-    "classifier": ModelKindInfo(ClassifierModule, generates=False,
-                                description="a noise-aware classifier", panels=PANELS["classifier"]),
+    "ddpm": ModelKindInfo(KINDS["ddpm"], DiffusionModule, PANELS["ddpm"]),
+    "gan": ModelKindInfo(KINDS["gan"], GANModule, PANELS["gan"]),
+    "classifier": ModelKindInfo(KINDS["classifier"], ClassifierModule, PANELS["classifier"]),
 }
 
 
@@ -83,16 +91,16 @@ def kind_of(module: L.LightningModule) -> str:
     raise GenlabError(f"{type(module).__name__} is not a registered genlab model kind.")
 
 
+def facts_of(module: L.LightningModule) -> KindFacts:
+    """What the kind of a built module does (samples through a sampler, classifies, ...)."""
+    return kind_info(kind_of(module)).facts
+
+
 def build_module(config: dict[str, Any]) -> L.LightningModule:
     """The LightningModule for the config's `model.kind`, built from the plain config dict (checkpoints rebuild it)."""
     return kind_info(str(config["model"]["kind"])).module(config)
 
 
-def is_diffusion(module: L.LightningModule) -> bool:
-    """True for a diffusion model: it has a sampler, guidance, a likelihood and DDIM inversion."""
-    return isinstance(module, DiffusionModule)
-
-
 def generator_kinds() -> list[str]:
     """The kinds that generate images."""
-    return [kind for kind, info in MODEL_KINDS.items() if info.generates]
+    return kinds_where("generates")

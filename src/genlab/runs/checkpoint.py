@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from genlab.config import kind_facts, kinds_where
 from genlab.errors import GenlabError, disk_full, first_line, mount_point
 from genlab.models import ClassifierModule, DiffusionModule, GANModule, generator_kinds, kind_info
 
@@ -93,23 +94,23 @@ def load_module(path: str | Path, *, kinds: list[str] | None = None, role: str =
         wanted = " or ".join(f"a {k!r} checkpoint" for k in kinds)
         raise GenlabError(f"{path} holds a {kind!r} model, but {role} must be {wanted}.")
     module = kind_info(kind).module(ckpt["hyper_parameters"]["config"])
-    _load_state(module, _weights(ckpt, path, ema) if kind != "classifier" else ckpt["state_dict"], path)
+    _load_state(module, _weights(ckpt, path, ema) if kind_facts(kind).averaged else ckpt["state_dict"], path)
     return module.eval()
 
 
 def load_diffusion(path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None) -> DiffusionModule:
     """The DiffusionModule of a checkpoint (see load_module)."""
-    return load_module(path, kinds=["ddpm"], ema=ema, ckpt=ckpt)  # type: ignore[return-value]
+    return load_module(path, kinds=kinds_where("sampler"), ema=ema, ckpt=ckpt)  # type: ignore[return-value]
 
 
 def load_gan(path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None) -> GANModule:
     """The GANModule of a checkpoint, with the EMA generator by default (see load_module)."""
-    return load_module(path, kinds=["gan"], ema=ema, ckpt=ckpt)  # type: ignore[return-value]
+    return load_module(path, kinds=kinds_where("adversarial"), ema=ema, ckpt=ckpt)  # type: ignore[return-value]
 
 
 def load_classifier(path: str | Path) -> ClassifierModule:
     """The noise-aware ClassifierModule of a checkpoint, in eval mode."""
-    return load_module(path, kinds=["classifier"], role="classifier")  # type: ignore[return-value]
+    return load_module(path, kinds=kinds_where("classifies"), role="classifier")  # type: ignore[return-value]
 
 
 def load_generator(path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None) -> L.LightningModule:

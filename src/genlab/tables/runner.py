@@ -24,7 +24,7 @@ from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import create_extractor, extractor_spec, file_sha256
 from genlab.metrics.fidelity import fidelity_metrics
 from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
-from genlab.models import is_diffusion
+from genlab.models import facts_of
 from genlab.models.sample_shares import balanced_labels
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint, weights_used
@@ -144,10 +144,8 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None,
     """The cell's n samples in [-1, 1], the class each was steered towards (None when unsteered), and the sampler
     (None for a GAN)."""
     s, module = cell.settings, ctx.module(cell.settings)
-    if not is_diffusion(module):  # a GAN: G(z)
-        steering = [k for k in SAMPLER_SETTINGS if k in s and k != "spacing"]
-        if steering:
-            raise GenlabError(f"row {cell.row}: {', '.join(steering)} apply to diffusion models; a GAN samples G(z).")
+    if not facts_of(module).sampler:  # G(z): no sampler setting may be given (spacing may sit in the defaults)
+        module.resolve_sampler({k: s.get(k) for k in SAMPLER_SETTINGS if k != "spacing"}, prefix=f"row {cell.row}: ")
         return module.eval_samples(ctx.n, seed=cell.seed, batch_size=ctx.batch_size), None, None
     # Settings a row leaves out come from the checkpoint's sampler block; guidance only from the row.
     base = module.sampler_settings.override(guidance=0.0)
@@ -193,10 +191,8 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
 
 def sampler_record(module: Any, settings: SamplerSettings | None) -> dict[str, Any]:
     """The cell's sampler as used (steps resolved) and its network evaluations per sample (a GAN: one G pass)."""
-    if settings is None:
-        return {"sampler": {"name": "G(z)"}, "nfe": 1}
-    T = module.diffusion.num_timesteps
-    return {"sampler": settings.describe(T, module.diffusion.variance), "nfe": settings.nfe(T)}
+    record = module.sampler_record(settings)
+    return {"sampler": record, "nfe": record["nfe"]}
 
 
 Evaluator = Callable[[SweepContext, Cell], dict[str, Any]]

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from genlab.build import build_datamodule, is_conditional, resolve_data_keys
-from genlab.config import save_config, to_container
+from genlab.config import kind_facts, save_config, to_container
 from genlab.data.base import ImageDataModule
 from genlab.errors import GenlabError, first_line
 from genlab.metrics.domain import check_domain_classifier
@@ -82,7 +82,7 @@ def prepare(cfg: DictConfig) -> tuple[ImageDataModule, L.LightningModule, Classi
     datamodule = build_datamodule(cfg)
     datamodule.check_available()
     resolve_data_keys(cfg, datamodule)
-    needs_labels = cfg.model.conditional or cfg.model.kind == "classifier"
+    needs_labels = cfg.model.conditional or kind_facts(cfg.model.kind).needs_labels
     if needs_labels and cfg.data.num_classes is None:
         raise GenlabError(
             f"this model needs class labels, but dataset {cfg.data.name!r} at {cfg.data.root} has none. "

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
+from genlab.config import kind_facts
 from genlab.models import ClassifierModule, kind_info
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import AtomicCheckpointIO
@@ -106,9 +107,9 @@ def build_trainer(
 ) -> L.Trainer:
     """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
     t = cfg.trainer
-    gan = cfg.model.kind == "gan"
+    adversarial = kind_facts(cfg.model.kind).adversarial
     # A GAN step is a generator step, taken every gan.d_steps batches; Lightning's validation interval counts batches.
-    batches_per_step = cfg.gan.d_steps if gan else 1
+    batches_per_step = cfg.gan.d_steps if adversarial else 1
     return L.Trainer(
         max_steps=t.max_steps,
         max_time=datetime.timedelta(minutes=t.max_time) if t.max_time is not None else None,
@@ -119,7 +120,7 @@ def build_trainer(
         strategy=build_strategy(cfg),
         precision=t.precision,
         # Manual optimisation (the GAN) clips inside the module: Lightning refuses gradient_clip_val there.
-        gradient_clip_val=None if gan else t.gradient_clip_val,
+        gradient_clip_val=None if adversarial else t.gradient_clip_val,
         val_check_interval=min(t.val_every_n_steps, t.max_steps) * batches_per_step,  # a short run validates once
         check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches,

@@ -14,7 +14,7 @@ from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import to_extractor_uint8
 from genlab.metrics.reference import cache_dir_of, reference_features, reference_key
-from genlab.models import is_diffusion
+from genlab.models import facts_of
 from genlab.models.lightning_compat import swap_average_weights
 from genlab.models.sample_shares import share_bounds
 
@@ -69,7 +69,7 @@ class FIDCallback(L.Callback):
 
     def sampler_kwargs(self, pl_module: L.LightningModule) -> dict:
         """A diffusion model samples with eval.sampler / eval.steps over its `sampler` block; a GAN has no sampler."""
-        if not is_diffusion(pl_module):
+        if not facts_of(pl_module).sampler:
             return {}
         return {"settings": pl_module.sampler_settings.override(name=self.ev.sampler, steps=self.ev.steps),
                 "progress": True}  # its own bar while the training bar waits (off when not on a terminal)
