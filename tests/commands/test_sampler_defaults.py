@@ -27,7 +27,9 @@ def test_every_sampler_draws_the_samples_it_drew_before_the_registry(case: str) 
     module = load_diffusion(FIXTURES / "checkpoints" / "last.ckpt")
     name, extra = CASES[case]
     images = module.sample(3, SamplerSettings().override(name=name, steps=5, **extra), seed=7, batch_size=2)
-    assert torch.equal(images, torch.load(BEFORE)[case])  # bit for bit: an eps-network takes the same arithmetic
+    # The same arithmetic for an eps-network: bit for bit with the reference's one thread; other thread counts
+    # reorder the network's sums (2e-9 seen on 2 threads), far below any change of formula (1e-4 for CFG on v).
+    torch.testing.assert_close(images, torch.load(BEFORE)[case], rtol=0, atol=1e-7)
 
 
 def test_sample_without_a_sampler_uses_the_checkpoints_own(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
