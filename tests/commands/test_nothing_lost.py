@@ -18,7 +18,7 @@ from genlab.cli import main
 from genlab.images import save_png
 from genlab.outputs import FOLDER_MANIFEST, check_writable, owned_files
 
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_ddpm" / "checkpoints" / "last.ckpt"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_ddpm" / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from genlab.cli import COMMANDS, main
 from genlab.commands import args
 from genlab.commands.help import COMMAND_HELP
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_version_is_the_packages(capsys: pytest.CaptureFixture) -> None:

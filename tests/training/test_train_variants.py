@@ -86,7 +86,7 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path: Path) -> None:
 
 
 def test_torchrun_launch_file_runs_unchanged_on_cpu(tmp_path: Path) -> None:
-    script = Path(__file__).resolve().parents[1] / "experiments" / "launch" / "torchrun.sh"
+    script = Path(__file__).resolve().parents[2] / "experiments" / "launch" / "torchrun.sh"
     env = dict(subprocess_env(), GPUS="2", RUN_DIR=str(tmp_path / "run"))
     args = [str(script), "experiment=ddpm_digits", *SHORT, "trainer.accelerator=cpu"]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
@@ -99,7 +99,7 @@ def test_torchrun_launch_file_runs_unchanged_on_cpu(tmp_path: Path) -> None:
 
 
 def test_slurm_launch_file_is_valid_bash_and_resumable() -> None:
-    script = Path(__file__).resolve().parents[1] / "experiments" / "launch" / "slurm_ddp.sbatch"
+    script = Path(__file__).resolve().parents[2] / "experiments" / "launch" / "slurm_ddp.sbatch"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
     for needed in ("srun", 'trainer.num_nodes="${SLURM_NNODES}"', "resume=auto", "--signal=SIGUSR1", "--requeue"):

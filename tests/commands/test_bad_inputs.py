@@ -30,7 +30,7 @@ from genlab.metrics.reference import drop_unreadable_cache
 from genlab.models import DiffusionModule
 from genlab.runs.checkpoint import AtomicCheckpointIO, read_checkpoint
 
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_ddpm" / "checkpoints" / "last.ckpt"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_ddpm" / "checkpoints" / "last.ckpt"
 SHORT = [*TINY, "trainer.max_steps=2", "trainer.val_every_n_steps=2", "trainer.limit_val_batches=1",
          "callbacks.checkpoint.every_n_steps=2", "sampler.steps=2"]
 

@@ -15,7 +15,7 @@ from genlab.cli import main
 from genlab.runs.folder import default_output
 from wandb_records import read_offline_run, read_run_info
 
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_ddpm"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_ddpm"
 
 
 def test_default_outputs_are_in_the_checkpoints_run_folder(tmp_path: Path) -> None:
