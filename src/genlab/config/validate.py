@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.config.kinds import kind_facts
 from genlab.config.schema import PerfConfig, to_container
-from genlab.diffusion import LOSS_TERMS, SamplerSettings
+from genlab.diffusion import LOSS_TERMS, SamplerSettings, resolve_settings
 from genlab.errors import GenlabError
 from genlab.nn.unet import check_layout
 
@@ -103,7 +103,7 @@ def validate_eval(cfg: DictConfig) -> None:
     _check(ev.num_samples >= 2, "eval.num_samples", ev.num_samples, ">= 2 (FID needs a covariance)")
     _check(ev.batch_size > 0, "eval.batch_size", ev.batch_size, "a positive integer")
     _check(ev.every_n_steps >= 0, "eval.every_n_steps", ev.every_n_steps, ">= 0 (0: only at the end of training)")
-    eval_sampler_settings(cfg).check(cfg.diffusion.timesteps, prefix="eval.")
+    eval_sampler_settings(cfg)  # checked against T
     if not ev.enabled:
         return
     val_every = cfg.trainer.val_every_n_steps
@@ -127,7 +127,8 @@ def validate_eval(cfg: DictConfig) -> None:
 
 def eval_sampler_settings(cfg: DictConfig) -> SamplerSettings:
     """The sampler of the FID samples during training: the `sampler` block with eval.sampler / eval.steps."""
-    return SamplerSettings.from_config(cfg.sampler).override(name=cfg.eval.sampler, steps=cfg.eval.steps)
+    given = {"sampler": cfg.eval.sampler, "steps": cfg.eval.steps}
+    return resolve_settings(SamplerSettings.from_config(cfg.sampler), given, cfg.diffusion.timesteps, prefix="eval.")
 
 
 def validate_perf(cfg: DictConfig) -> None:

@@ -71,7 +71,7 @@ class FIDCallback(L.Callback):
         """A diffusion model samples with eval.sampler / eval.steps over its `sampler` block; a GAN has no sampler."""
         if not facts_of(pl_module).sampler:
             return {}
-        return {"settings": pl_module.sampler_settings.override(name=self.ev.sampler, steps=self.ev.steps),
+        return {"settings": pl_module.resolve_sampler({"sampler": self.ev.sampler, "steps": self.ev.steps}),
                 "progress": True}  # its own bar while the training bar waits (off when not on a terminal)
 
     @torch.inference_mode(False)
