@@ -47,7 +47,7 @@ class SamplerArgs:
     """The sampler fields of `sample` and `eval`, named as the run's `sampler` block and SamplerSettings name them
     (`sampler` for the block's `name`). None: the checkpoint's own block (a newly named sampler: its own defaults)."""
 
-    sampler: Optional[str] = None  # ddpm | ddim | dpmpp_2m | unipc | heun | euler (diffusion.SAMPLERS)
+    sampler: Optional[str] = None  # null: the checkpoint's own; a newly named one starts from its own defaults
     steps: Optional[int] = None  # network evaluations
     eta: Optional[float] = None  # ddim: sigma_t(eta)
     spacing: Optional[Spacing] = None  # the time grid

@@ -187,7 +187,7 @@ class SamplerConfig:
     """How the run samples (validation grids, FID, and every command that does not name a sampler): the fields of
     diffusion.SamplerSettings, by the same names (the command lines say sampler= for name)."""
 
-    name: str = "ddim"  # a sampler of the registry: ddpm, ddim, dpmpp_2m, unipc, heun, euler
+    name: str = "ddim"  # the grids', FID's and every command's that names no sampler (diffusion.SAMPLERS)
     steps: Optional[int] = 50  # network evaluations, for every sampler (DDPM: respaced steps); null: all T
     eta: float = 0.0  # DDIM only
     spacing: Optional[Spacing] = None  # the time grid; null: the sampler's own (uniform for ddim, ddpm, dpmpp_2m and
