@@ -9,7 +9,7 @@ from torch import nn
 
 from genlab.data import DATAMODULES
 from genlab.data.base import ImageDataModule
-from genlab.diffusion import GaussianDiffusion, make_betas
+from genlab.diffusion import PROCESSES, FlowMatching, GaussianDiffusion
 from genlab.errors import GenlabError
 from genlab.nn import NoiseAwareClassifier, UNet
 from genlab.nn.gan import DCGANDiscriminator, DCGANGenerator, UNetDiscriminator, spectral_norm
@@ -77,13 +77,9 @@ def build_unet(cfg: DictConfig) -> UNet:
         raise _shape_error(cfg, "unet", exc) from None
 
 
-def build_diffusion(cfg: DictConfig) -> GaussianDiffusion:
-    """The Gaussian diffusion process (schedule buffers and loss) of the config."""
-    d = cfg.diffusion
-    kwargs = {"beta_start": d.beta_start, "beta_end": d.beta_end} if d.schedule == "linear" else {}
-    betas = make_betas(str(d.schedule), d.timesteps, **kwargs)
-    return GaussianDiffusion(betas, variance=str(d.variance), prediction=str(d.prediction),
-                             loss_weighting=str(d.loss_weighting), min_snr_gamma=d.min_snr_gamma)
+def build_diffusion(cfg: DictConfig) -> GaussianDiffusion | FlowMatching:
+    """The config's objective: the Gaussian diffusion process (schedule buffers and loss), or flow matching."""
+    return PROCESSES[str(cfg.diffusion.process)].from_config(cfg.diffusion)
 
 
 def build_classifier(cfg: DictConfig) -> NoiseAwareClassifier:

@@ -27,9 +27,11 @@ def test_every_sampler_draws_the_samples_it_drew_before_the_registry(case: str) 
     module = load_diffusion(FIXTURES / "checkpoints" / "last.ckpt")
     name, extra = CASES[case]
     images = module.sample(3, SamplerSettings().override(name=name, steps=5, **extra), seed=7, batch_size=2)
-    # The same arithmetic for an eps-network: bit for bit with the reference's one thread; other thread counts
-    # reorder the network's sums (2e-9 seen on 2 threads), far below any change of formula (1e-4 for CFG on v).
-    torch.testing.assert_close(images, torch.load(BEFORE)[case], rtol=0, atol=1e-7)
+    # The same arithmetic for an eps-network: bit for bit with the reference's one thread for DDPM, DDIM, DPM-Solver++
+    # and UniPC; other thread counts reorder the network's sums (2e-9 seen on 2 threads). Euler and Heun are now
+    # written on the VP sample instead of x / alpha, which keeps float32 digits where alpha is small: 2.4e-7 here.
+    atol = 1e-6 if name in ("euler", "heun") else 1e-7
+    torch.testing.assert_close(images, torch.load(BEFORE)[case], rtol=0, atol=atol)
 
 
 def test_sample_without_a_sampler_uses_the_checkpoints_own(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

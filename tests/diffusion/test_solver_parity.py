@@ -24,6 +24,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from genlab.diffusion import (  # noqa: E402 (after the importorskip)
     GaussianDiffusion,
+    GridPoint,
     VPSchedule,
     cosine_betas,
     grid_points,
@@ -176,12 +177,12 @@ def scaled(fn: Callable, index: int, factor: float = 1.01) -> Callable:
     return wrong
 
 
-def wrong_heun_step(x: Tensor, d: Tensor, d_next: Tensor, sigma: float, sigma_next: float) -> Tensor:
-    return x + (sigma_next - sigma) * (0.505 * d + 0.495 * d_next)  # the trapezoid's weights 1% off
+def wrong_heun_step(x_euler: Tensor, d: Tensor, d_next: Tensor, cur: GridPoint, nxt: GridPoint) -> Tensor:
+    return x_euler + (0.505 * (nxt.sigma - nxt.alpha * cur.sigma_ve)) * (d_next - d)  # the trapezoid's weight 1% off
 
 
-def wrong_euler_step(x: Tensor, d: Tensor, sigma: float, sigma_next: float) -> Tensor:
-    return x + 1.01 * (sigma_next - sigma) * d
+def wrong_euler_step(denoised: Tensor, d: Tensor, nxt: GridPoint) -> Tensor:
+    return nxt.alpha * denoised + 1.01 * nxt.sigma * d  # the step in sigma 1% off
 
 
 # (solver, grid, where the wrong coefficient goes): one coefficient per solver, in its distinctive term.

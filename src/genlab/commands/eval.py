@@ -120,9 +120,9 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     out = Path(a.out or default_output(a.ckpt, "eval", f"{Path(a.ckpt).stem}-{steps}-n{a.n}-{spec.features}.json",
                                        "eval.json"))
     samples_dir = check_eval_out(out)  # before sampling, not after
-    if a.nll and not facts_of(module).sampler:  # before sampling, not after
-        raise GenlabError(f"nll=true: {facts_of(module).description} has no likelihood to bound; NLL is for diffusion "
-                          "checkpoints.")
+    if a.nll and not (facts_of(module).sampler and module.diffusion.likelihood):  # before sampling, not after
+        raise GenlabError("nll=true: the variational bound is defined for DDPM's discrete VP process; this checkpoint "
+                          "has none (a GAN, or a flow model, whose likelihood needs the ODE's divergence).")
     cfg = module.cfg
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")

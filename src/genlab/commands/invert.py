@@ -158,6 +158,7 @@ class Inversion:
 
 def invert_ddpm(a: InvertArgs, source: Source, module: DiffusionModule) -> Inversion:
     """DDIM-invert the target to x_T with `steps`, then decode x_T with DDIM eta = 0 and the same steps."""
+    check_ddim_inversion(module)
     check_steps(a.steps, module.diffusion.num_timesteps)
     module.to(pick_device(a.device))
     image, item_label = load_source_image(source, module.cfg)
@@ -246,6 +247,13 @@ def invert_command(args: list[str]) -> None:
     print(f"genlab: wrote target | {middle} | reconstruction to {a.out}")
 
 
+def check_ddim_inversion(module: DiffusionModule) -> None:
+    """DDIM inversion steps on a VP model's discrete timesteps; a flow model's ODE runs backwards otherwise."""
+    if not module.diffusion.discrete_samplers:
+        raise GenlabError("invert and interpolate run DDIM on a VP model's discrete timesteps; this checkpoint is a "
+                          f"{module.diffusion.process} model, whose inversion (its ODE run backwards) is not built yet.")
+
+
 def check_finite(images: Tensor, what: str) -> None:
     """NaN or inf is an error, never a black PNG or an MSE of NaN (as in sample, eval and table)."""
     if not bool(torch.isfinite(images).all()):
@@ -291,6 +299,7 @@ def interpolate_command(args: list[str]) -> None:
     check_png_out(a.out)
     sources = [parse_source(text, key, bare_int="seed", allow_seed=True) for key, text in (("a", a.a), ("b", a.b))]
     module = load_diffusion(a.ckpt, ema=a.ema)
+    check_ddim_inversion(module)
     check_steps(a.steps, module.diffusion.num_timesteps)
     module.to(pick_device(a.device))
     x_a, x_b = (latent_of(s, module, a, model_kwargs_for(module, a.label, 1)) for s in sources)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.adversarial import AdversarialLoss
 from genlab.data import DataName, FitMode
-from genlab.diffusion import LossWeighting, Prediction, Schedule, Spacing, Variance
+from genlab.diffusion import FlowTime, LossWeighting, Prediction, Process, Schedule, Spacing, Variance
 from genlab.nn import AttentionKernel, CompileMode, DiscriminatorArch, GeneratorArch, Pool, TimeInjection
 
 
@@ -106,7 +106,10 @@ class PerfConfig:
 
 @dataclass
 class DiffusionConfig:
-    timesteps: int = 1000
+    # the objective: vp (DDPM's process; eps, x0 or v targets) | flow (flow matching on the straight path
+    # x_t = (1 - t) x0 + t eps, velocity target eps - x0; sampled by the ODE solvers only)
+    process: Process = Process.vp
+    timesteps: int = 1000  # vp: the discrete steps T; flow: the range [0, T) of the network's time input
     schedule: Schedule = Schedule.linear
     beta_start: float = 1e-4  # linear schedule only
     beta_end: float = 0.02  # linear schedule only
@@ -117,6 +120,10 @@ class DiffusionConfig:
     prediction: Prediction = Prediction.eps  # what the network outputs: eps | x0 | v (Salimans & Ho 2022)
     loss_weighting: LossWeighting = LossWeighting.uniform  # uniform | min_snr (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # min_snr: the x0-MSE weight is min(SNR_t, gamma)
+    flow_time: FlowTime = FlowTime.uniform  # flow: training t ~ U(0, 1), or logit_normal (SD3, Esser et al. 2024)
+    logit_mean: float = 0.0  # flow_time=logit_normal: t = sigmoid(logit_mean + logit_std n), n ~ N(0, 1)
+    logit_std: float = 1.0
+    time_shift: float = 1.0  # flow sampling: SD3's timestep shift t' = shift t / (1 + (shift - 1) t) on every grid
 
 
 @dataclass

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.config.kinds import kind_facts
 from genlab.config.schema import PerfConfig, to_container
-from genlab.diffusion import LOSS_TERMS, SamplerSettings, resolve_settings
+from genlab.diffusion import LOSS_TERMS, PROCESSES, SamplerSettings, resolve_settings, supports_discrete_samplers
 from genlab.errors import GenlabError
 from genlab.nn.unet import check_layout
 
@@ -59,7 +59,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.ema.kind == "power" and (cfg.model.ema.start_step or cfg.model.ema.every_n_steps != 1):
         raise GenlabError("model.ema.kind=power averages every step from step 0 (that is its point): leave "
                           "model.ema.start_step=0 and model.ema.every_n_steps=1, or use model.ema.kind=ema.")
-    SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.")
+    validate_process(cfg)
+    discrete = supports_discrete_samplers(cfg.diffusion.process)
+    SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.", discrete=discrete)
     _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
     if cfg.trainer.max_time is not None:
         _check(0 < cfg.trainer.max_time < math.inf, "trainer.max_time", cfg.trainer.max_time,
@@ -128,7 +130,22 @@ def validate_eval(cfg: DictConfig) -> None:
 def eval_sampler_settings(cfg: DictConfig) -> SamplerSettings:
     """The sampler of the FID samples during training: the `sampler` block with eval.sampler / eval.steps."""
     given = {"sampler": cfg.eval.sampler, "steps": cfg.eval.steps}
-    return resolve_settings(SamplerSettings.from_config(cfg.sampler), given, cfg.diffusion.timesteps, prefix="eval.")
+    return resolve_settings(SamplerSettings.from_config(cfg.sampler), given, cfg.diffusion.timesteps, prefix="eval.",
+                            discrete=supports_discrete_samplers(cfg.diffusion.process))
+
+
+def validate_process(cfg: DictConfig) -> None:
+    """The objective's own keys: a process that fixes its network's target refuses a chosen one (it would be ignored)."""
+    d = cfg.diffusion
+    _check(d.timesteps >= 2, "diffusion.timesteps", d.timesteps, "at least 2")
+    _check(d.logit_std > 0, "diffusion.logit_std", d.logit_std, "> 0")
+    _check(0 < d.time_shift < math.inf, "diffusion.time_shift", d.time_shift, "a finite number > 0")
+    if PROCESSES[str(d.process)].chooses_target:
+        return
+    for key, default in (("prediction", "eps"), ("loss_weighting", "uniform")):
+        if d[key] != default:
+            raise GenlabError(f"diffusion.{key}={d[key]} applies to diffusion.process=vp; a {d.process} model has its "
+                              f"own target ({PROCESSES[str(d.process)].prediction}). Leave diffusion.{key} out.")
 
 
 def validate_perf(cfg: DictConfig) -> None:

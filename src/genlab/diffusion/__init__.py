@@ -7,6 +7,7 @@ is one entry of sampler_registry.SAMPLERS.
 
 from genlab.diffusion.classifier_guidance import classifier_grad_fn
 from genlab.diffusion.denoiser import Denoiser
+from genlab.diffusion.flow import FlowMatching, FlowSchedule, FlowTime
 from genlab.diffusion.gaussian import (
     LOSS_TERMS,
     VARIANCES,
@@ -23,6 +24,7 @@ from genlab.diffusion.prediction import LossWeighting, Prediction, denoised, los
 from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance, guidance_weight
 from genlab.diffusion.inversion import ddim_invert, slerp
 from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, timestep_batch
+from genlab.diffusion.processes import PROCESSES, Process, supports_discrete_samplers
 from genlab.diffusion.sampler_registry import ROBUST_SAMPLER, SAMPLERS, SamplerEntry, register, sampler_entry
 from genlab.diffusion.settings import SAMPLER_FIELDS, SamplerSettings, resolve_settings
 from genlab.diffusion.schedules import (
@@ -47,6 +49,12 @@ __all__ = [
     "to_eps",
     "to_x0",
     "Denoiser",
+    "FlowMatching",
+    "FlowSchedule",
+    "FlowTime",
+    "PROCESSES",
+    "Process",
+    "supports_discrete_samplers",
     "denoised",
     "ROBUST_SAMPLER",
     "SAMPLERS",

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from genlab.diffusion.classifier_guidance import CondFn, guided_eps
 from genlab.diffusion.gaussian import GaussianDiffusion, ModelFn
-from genlab.diffusion.prediction import Prediction, denoised, to_eps
-from genlab.diffusion.time_grids import GridPoint, VPSchedule
+from genlab.diffusion.prediction import Prediction, to_eps
+from genlab.diffusion.time_grids import GridPoint, Schedule
 
 
 class Denoiser:
@@ -26,15 +26,16 @@ class Denoiser:
     def __init__(self, net: ModelFn, diffusion: GaussianDiffusion, *, prediction: str | None = None,
                  model_kwargs: dict | None = None, cond_fn: CondFn | None = None) -> None:
         self.net, self.diffusion = net, diffusion
-        self.prediction = Prediction(prediction if prediction is not None else diffusion.prediction)
+        self.prediction = str(prediction if prediction is not None else diffusion.prediction)
         self.model_kwargs, self.cond_fn = model_kwargs or {}, cond_fn
-        self._schedule: VPSchedule | None = None
+        self._schedule: Schedule | None = None
 
     @property
-    def schedule(self) -> VPSchedule:
-        """alpha, sigma and lambda at fractional t (float64), built once when first needed."""
+    def schedule(self) -> Schedule:
+        """The process in its VP view: alpha, sigma and lambda at any model time (float64), and its time grids;
+        built once when first needed."""
         if self._schedule is None:
-            self._schedule = VPSchedule.from_diffusion(self.diffusion)
+            self._schedule = self.diffusion.schedule()
         return self._schedule
 
     def output(self, x: Tensor, t: Tensor, **kwargs: object) -> Tensor:
@@ -53,12 +54,13 @@ class Denoiser:
         """abar_t shaped to broadcast against x; interpolated between timesteps for fractional t."""
         if not t.is_floating_point():
             return self.diffusion.extract(self.diffusion.alphas_cumprod, t, x)
-        abar = self.schedule.alpha_bar(t.detach().double().cpu()).to(device=x.device, dtype=x.dtype)
+        abar = self.schedule.alpha_bar(t.detach().double().cpu()).to(device=x.device, dtype=x.dtype)  # a VP process
         return abar.view(-1, *([1] * (x.ndim - 1)))  # [B] -> [B, 1, ..., 1]
 
     def at(self, x: Tensor, t: Tensor, p: GridPoint) -> tuple[Tensor, Tensor]:
         """(x0, eps) at the VP sample x and grid point p (t: p's time as the network takes it), classifier-guided."""
-        x0, eps = denoised(self.prediction, self.output(x, t), x, p.alpha, p.sigma)
+        x_in, t_in = self.diffusion.network_input(x, t, p)  # what the network of this process takes
+        x0, eps = self.diffusion.denoised(self.output(x_in, t_in), x_in, p, self.prediction)
         if self.cond_fn is None:
             return x0, eps
         grad = self.cond_fn(x, t)

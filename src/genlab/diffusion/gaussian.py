@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from genlab.diffusion.prediction import LossWeighting, Prediction, loss_weight, target
+from genlab.diffusion.prediction import LossWeighting, Prediction, denoised, loss_weight, target
+from genlab.diffusion.schedules import make_betas
+from genlab.diffusion.time_grids import GridPoint, VPSchedule
 
 class Variance(StrEnum):
     """sigma_t^2 of the reverse process (DDPM sec. 3.2)."""
@@ -130,6 +132,37 @@ class GaussianDiffusion(nn.Module):
         }
         for name, value in buffers.items():
             self.register_buffer(name, value.to(torch.float32), persistent=False)
+
+    # ---- what the code that serves every objective asks of this one (flow.py answers the same) ----
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any]) -> "GaussianDiffusion":
+        """The process of a run config's `diffusion` block: its betas, variance, target and loss weighting."""
+        kwargs = {"beta_start": d["beta_start"], "beta_end": d["beta_end"]} if d["schedule"] == "linear" else {}
+        return cls(make_betas(str(d["schedule"]), d["timesteps"], **kwargs), variance=str(d["variance"]),
+                   prediction=str(d["prediction"]), loss_weighting=str(d["loss_weighting"]),
+                   min_snr_gamma=d["min_snr_gamma"])
+
+    process = "vp"
+    chooses_target = True  # diffusion.prediction: eps, x0 or v
+    likelihood = True  # the variational bound (likelihood.py)
+    discrete_samplers = True  # DDPM and DDIM, on the abar table
+
+    def sample_times(self, n: int, device: torch.device | str, generator: torch.Generator | None) -> Tensor:
+        """n training timesteps t ~ U{0, ..., T-1}."""
+        return torch.randint(0, self.num_timesteps, (n,), device=device, generator=generator)
+
+    def schedule(self) -> VPSchedule:
+        """alpha, sigma and lambda at fractional t, for the ODE solvers (float64 from the betas)."""
+        return VPSchedule.from_diffusion(self)
+
+    def network_input(self, x: Tensor, t: Tensor, p: GridPoint) -> tuple[Tensor, Tensor]:
+        """The network sees the VP sample and the model time as they are."""
+        return x, t
+
+    def denoised(self, output: Tensor, x_t: Tensor, p: GridPoint, prediction: str | None = None) -> tuple[Tensor, Tensor]:
+        """(x0, eps) from the network's output in its target (`prediction`, default this model's; prediction.py)."""
+        return denoised(prediction or self.prediction, output, x_t, p.alpha, p.sigma)
 
     def extra_repr(self) -> str:
         return (f"num_timesteps={self.num_timesteps}, variance={self.variance!r}, prediction={str(self.prediction)!r}, "

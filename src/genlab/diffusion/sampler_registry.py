@@ -43,6 +43,7 @@ class SamplerEntry:
     grids: tuple[Spacing, ...]  # the grids it can use
     reads: tuple[str, ...] = ()  # the settings only it reads (eta, variance): naming them with another sampler fails
     min_steps: int = 1
+    discrete: bool = False  # runs on a VP model's discrete abar table (DDPM, DDIM): not for flow models
     nfe: Callable[[int], int] = field(default=lambda steps: steps)  # network evaluations of `steps` steps
     deterministic: Callable[[SamplerSettings], bool] = field(default=lambda settings: True)  # depends on x_T only
 
@@ -110,10 +111,11 @@ _ODE_GRIDS = tuple(Spacing(g) for g in TIME_GRIDS)
 # diffusers' schedulers default to (the log-SNR grid measured worse at 5 NFE on genlab's MNIST DDPM: domain FID 15.8
 # against 9.3 for DPM-Solver++, experiments/results/mnist/nfe_sweep.md); Karras et al.'s for Heun and Euler.
 register(SamplerEntry("ddpm", _run_ddpm, "ancestral sampling (Ho et al. 2020, Algorithm 2), respaced when steps < T",
-                      None, Spacing.uniform, _DISCRETE, reads=("variance",), min_steps=2,
+                      None, Spacing.uniform, _DISCRETE, reads=("variance",), min_steps=2, discrete=True,
                       deterministic=lambda settings: False))
 register(SamplerEntry("ddim", _run_ddim, "DDIM (Song et al. 2021, eq. 12); eta = 0 is deterministic", 50,
-                      Spacing.uniform, _DISCRETE, reads=("eta",), deterministic=lambda settings: settings.eta == 0))
+                      Spacing.uniform, _DISCRETE, reads=("eta",), discrete=True,
+                      deterministic=lambda settings: settings.eta == 0))
 register(SamplerEntry("dpmpp_2m", _ode(dpmpp_2m_sample), "DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2)", 20,
                       Spacing.uniform, _ODE_GRIDS))
 register(SamplerEntry("unipc", _ode(unipc_sample), "UniPC, bh2, order 2 with the UniC corrector (Zhao et al. 2023)",

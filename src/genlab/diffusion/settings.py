@@ -72,10 +72,16 @@ class SamplerSettings:
                 given[key] = float(given[key])
         return dataclasses.replace(self, **given)
 
-    def check(self, num_timesteps: int | None, prefix: str = "") -> "SamplerSettings":
+    def check(self, num_timesteps: int | None, prefix: str = "", discrete: bool = True) -> "SamplerSettings":
         """Raise a GenlabError naming the key when a setting cannot work with a model of T = num_timesteps; None
-        checks what needs no model (a table spec before its checkpoints load): steps then has only its lower bound."""
+        checks what needs no model (a table spec before its checkpoints load): steps then has only its lower bound.
+        `discrete`: the model's process has the discrete abar table that DDPM and DDIM step on."""
         T, entry = num_timesteps, self.entry
+        if entry.discrete and not discrete:
+            others = ", ".join(n for n, e in SAMPLERS.items() if not e.discrete)
+            key = "sampler.name" if prefix == "sampler." else f"{prefix}sampler"  # the run config's block names it
+            raise GenlabError(f"{key}={self.name} steps on a VP model's discrete timesteps; this model's process "
+                              f"has none (a flow model): use one of {others}.")
         low = entry.min_steps  # e.g. a respaced DDPM needs a first and a last step
         if self.steps is not None and T is None and (isinstance(self.steps, bool) or self.steps < low):
             raise GenlabError(f"{prefix}steps={self.steps} is out of range: sampler={self.name} needs at least {low}.")
@@ -151,7 +157,7 @@ class SamplerSettings:
 
 
 def resolve_settings(base: SamplerSettings, given: Mapping[str, Any], num_timesteps: int | None = None,
-                     prefix: str = "") -> SamplerSettings:
+                     prefix: str = "", discrete: bool = True) -> SamplerSettings:
     """The one default policy: what `given` (SAMPLER_FIELDS; None: not given) leaves out is `base`, the checkpoint's
     own sampler block; a newly named sampler starts from its own defaults. Checked against T (None: what needs no
     model), and settings its sampler does not read are refused."""
@@ -161,7 +167,7 @@ def resolve_settings(base: SamplerSettings, given: Mapping[str, Any], num_timest
     except GenlabError as exc:  # an invalid choice, named where it was given
         raise GenlabError(f"{prefix}{exc}") from None
     settings.check_applies(given, prefix)
-    return settings.check(num_timesteps, prefix)
+    return settings.check(num_timesteps, prefix, discrete)
 
 
 def _sampler_name(value: Any) -> str:

@@ -154,11 +154,21 @@ def unipc_corrector_step(
 # ---- Karras et al. 2022, Algorithm 1, in sigma (VE) space ----
 
 
-def euler_step(x: Tensor, d: Tensor, sigma: float, sigma_next: float) -> Tensor:
-    """x_{i+1} = x_i + (sigma_{i+1} - sigma_i) d_i (Algorithm 1, line 5), d_i = dx/dsigma = (x - D) / sigma."""
-    return x + (sigma_next - sigma) * d
+# Karras et al.'s Algorithm 1 runs on x~ = x / alpha with sigma = sigma_t / alpha_t. Where alpha is small (the first
+# steps of a cosine or flow schedule: sigma up to 999) x~ is huge, and x~ + (sigma' - sigma) d cancels most of its
+# float32 digits. The same steps written on the VP sample never form x~: with x~ = D + sigma d,
+#   Euler (line 5):  x~' = x~ + (sigma' - sigma) d = D + sigma' d,       so  x' = alpha' D + sigma'_t d;
+#   Heun (line 8):   x~' = x~_e + (sigma' - sigma)(d' - d) / 2,         so  x' = x_e + (sigma'_t - alpha' sigma)(d' - d) / 2,
+# where sigma'_t = alpha' sigma' is the VP noise level and x_e the Euler point.
 
 
-def heun_step(x: Tensor, d: Tensor, d_next: Tensor, sigma: float, sigma_next: float) -> Tensor:
-    """x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (d_i / 2 + d'_i / 2) (Algorithm 1, line 8), d'_i at the Euler point."""
-    return x + (0.5 * (sigma_next - sigma)) * (d + d_next)
+def euler_step(denoised: Tensor, d: Tensor, nxt: GridPoint) -> Tensor:
+    """The Euler step to grid point `nxt` (Algorithm 1, line 5) on the VP sample: alpha' D + sigma'_t d, with D the
+    data prediction and d = dx~/dsigma at the current point."""
+    return nxt.alpha * denoised + nxt.sigma * d
+
+
+def heun_step(x_euler: Tensor, d: Tensor, d_next: Tensor, cur: GridPoint, nxt: GridPoint) -> Tensor:
+    """Heun's correction (Algorithm 1, line 8) of the Euler point x_euler on the VP sample: the trapezoid of d and
+    d' = dx~/dsigma at the Euler point."""
+    return x_euler + (0.5 * (nxt.sigma - nxt.alpha * cur.sigma_ve)) * (d_next - d)

@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 
 from genlab.diffusion.denoiser import Denoiser
-from genlab.diffusion.prediction import Prediction
 from genlab.diffusion.progress import steps_bar
 from genlab.diffusion.solver_steps import (
     dpmpp_2m_step,
@@ -52,15 +51,14 @@ class _OnGrid:
         x0, _ = self.denoiser.at(x, self.time(x, p), p)
         return x0.clamp(-1.0, 1.0) if self.clip else x0
 
-    def dxdsigma(self, x_ve: Tensor, p: GridPoint) -> Tensor:
-        """d x~ / d sigma = (x~ - D(x~; sigma)) / sigma (EDM eq. 3 with s = 1), which is eps; x~ = x / alpha."""
-        x = p.alpha * x_ve  # the network sees the VP sample alpha x~ (diffusers' scale_model_input)
+    def slope(self, x: Tensor, p: GridPoint) -> tuple[Tensor, Tensor]:
+        """(D, d) at the VP sample x: the data prediction D (clamped if asked) and d x~ / d sigma =
+        (x~ - D(x~; sigma)) / sigma (EDM eq. 3 with s = 1), which is eps unless D was clamped; x~ = x / alpha."""
         x0, eps = self.denoiser.at(x, self.time(x, p), p)
         if not self.clip:
-            return eps
-        # D = x~ - sigma eps; an eps-network's x0 is exactly that, another target's is its own x0.
-        den = x_ve - p.sigma_ve * eps if self.denoiser.prediction == Prediction.eps else x0
-        return (x_ve - den.clamp(-1.0, 1.0)) / p.sigma_ve
+            return x0, eps
+        clamped = x0.clamp(-1.0, 1.0)
+        return clamped, eps + (x0 - clamped) / p.sigma_ve  # x~ - D = (x0 + sigma eps) - D
 
 
 @torch.no_grad()
@@ -132,15 +130,12 @@ def euler_sample(
     clip: bool = False,
     progress: bool = False,
 ) -> Tensor:
-    """Euler's method in sigma (Karras et al. 2022, Algorithm 1 without its correction): `steps` evaluations.
-
-    Runs on x~ = x / alpha from x~_T = x_T / alpha_{T-1}; at sigma = 0, x~ is the VP sample, which is returned.
-    """
+    """Euler's method in sigma (Karras et al. 2022, Algorithm 1 without its correction): `steps` evaluations,
+    written on the VP sample (solver_steps.euler_step); at sigma = 0 the VP sample is the data prediction."""
     points, x = grid_points(denoiser.schedule, steps, spacing), x_T
     den = _OnGrid(denoiser, points, clip)
-    x = x / points[0].alpha
     for i in steps_bar(range(steps), "Euler", progress):
-        x = euler_step(x, den.dxdsigma(x, points[i]), points[i].sigma_ve, points[i + 1].sigma_ve)
+        x = euler_step(*den.slope(x, points[i]), points[i + 1])
     return x
 
 
@@ -156,18 +151,14 @@ def heun_sample(
 ) -> Tensor:
     """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1) over `steps` sigma intervals: 2 steps - 1 evals.
 
-    The last interval ends at sigma = 0, where Algorithm 1 (line 7) keeps the Euler step. Runs on x~ = x / alpha
-    and returns the sample at sigma = 0, where x~ and the VP sample coincide.
+    The last interval ends at sigma = 0, where Algorithm 1 (line 7) keeps the Euler step. Written on the VP sample
+    (solver_steps.heun_step).
     """
     points, x = grid_points(denoiser.schedule, steps, spacing), x_T
     den = _OnGrid(denoiser, points, clip)
-    x = x / points[0].alpha
     for i in steps_bar(range(steps), "Heun", progress):
         cur, nxt = points[i], points[i + 1]
-        d = den.dxdsigma(x, cur)
-        x_euler = euler_step(x, d, cur.sigma_ve, nxt.sigma_ve)
-        if nxt.sigma == 0.0:
-            x = x_euler
-        else:
-            x = heun_step(x, d, den.dxdsigma(x_euler, nxt), cur.sigma_ve, nxt.sigma_ve)
+        denoised, d = den.slope(x, cur)
+        x_euler = euler_step(denoised, d, nxt)
+        x = x_euler if nxt.sigma == 0.0 else heun_step(x_euler, d, den.slope(x_euler, nxt)[1], cur, nxt)
     return x

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 from torch import Tensor
 
-from genlab.diffusion.gaussian import GaussianDiffusion
 from genlab.diffusion.schedules import ddim_timesteps
+
+if TYPE_CHECKING:
+    from genlab.diffusion.gaussian import GaussianDiffusion
 
 GridName = Literal["uniform", "logsnr", "karras"]
 TIME_GRIDS: tuple[str, ...] = ("uniform", "logsnr", "karras")
@@ -111,6 +113,18 @@ class VPSchedule:
         """The grid point at time t."""
         return GridPoint(t=float(t), alpha=float(self.alpha(t)), sigma=float(self.sigma(t)))
 
+    def grid_times(self, steps: int, spacing: str) -> Tensor:
+        """`steps` decreasing model times from T-1 to 0 on the named grid (see time_grid)."""
+        return _vp_time_grid(self, steps, spacing)
+
+
+class Schedule(Protocol):
+    """What the ODE solvers need of a noise process, in its VP view: the grid point of a model time, and the grids."""
+
+    def point(self, t: float) -> GridPoint: ...
+
+    def grid_times(self, steps: int, spacing: str) -> Tensor: ...
+
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = KARRAS_RHO) -> Tensor:
     """sigma_i = (sigma_max^(1/rho) + i / (N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i < N (eq. 5).
@@ -122,7 +136,13 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = K
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def time_grid(schedule: VPSchedule, steps: int, spacing: str) -> Tensor:
+def time_grid(schedule: Schedule, steps: int, spacing: str) -> Tensor:
+    """`steps` decreasing model times (float64) of the schedule's own grids (a VP model's below; a flow model's in
+    flow.py)."""
+    return schedule.grid_times(steps, spacing)
+
+
+def _vp_time_grid(schedule: VPSchedule, steps: int, spacing: str) -> Tensor:
     """`steps` decreasing model times (float64) from T-1 to 0 on the named grid.
 
     "uniform": `ddim_timesteps(T, steps, "uniform")`, integers (steps = 1 gives [0], as DDIM does).
@@ -150,6 +170,6 @@ def time_grid(schedule: VPSchedule, steps: int, spacing: str) -> Tensor:
     return t
 
 
-def grid_points(schedule: VPSchedule, steps: int, spacing: str) -> list[GridPoint]:
+def grid_points(schedule: Schedule, steps: int, spacing: str) -> list[GridPoint]:
     """The named grid as points, followed by the clean endpoint: steps + 1 points, steps intervals."""
     return [schedule.point(float(t)) for t in time_grid(schedule, steps, spacing)] + [CLEAN]

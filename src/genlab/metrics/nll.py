@@ -17,8 +17,9 @@ def compute_nll(module: Any, cfg: DictConfig, split: str, batch_size: int, seed:
                 limit: int | None = None) -> tuple[float, int]:
     """Mean variational bound on -log p(x) in bits/dim over the split's first `limit` images (all by default),
     with the data quantised to 8 bits; and the number of images."""
-    if not facts_of(module).sampler:
-        raise GenlabError("nll=true needs a diffusion checkpoint: only diffusion models have a likelihood bound here.")
+    if not facts_of(module).sampler or not module.diffusion.likelihood:
+        raise GenlabError("nll=true: the variational bound is defined for DDPM's discrete VP process; this checkpoint "
+                          "has none (a GAN, or a flow model, whose likelihood needs the ODE's divergence).")
     images = split_images(cfg, split)[:limit, : int(cfg.data.channels)]  # [N, C, H, W] uint8, gray copies dropped
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = []

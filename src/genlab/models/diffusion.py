@@ -73,7 +73,8 @@ class DiffusionModule(L.LightningModule):
 
     def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> tuple[dict[str, Tensor], Tensor]:
         x0, y = batch
-        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator, *rank_and_world(self))
+        t, noise = draw_timesteps_and_noise(x0, self.diffusion.num_timesteps, generator, *rank_and_world(self),
+                                            sample_times=self.diffusion.sample_times)
         model_kwargs = {"y": self.drop_labels(y, generator)} if self.conditional else {}
         terms = self.diffusion.training_losses(
             self.network_output, x0, t, noise=noise, model_kwargs=model_kwargs, weights=self.loss_weights
@@ -129,7 +130,8 @@ class DiffusionModule(L.LightningModule):
     def resolve_sampler(self, given: Mapping[str, Any], prefix: str = "") -> SamplerSettings:
         """The sampler of a command, a table cell or the API: `given` sampler fields (None: not given) over the run's
         sampler block, checked against T (the generator interface every kind answers)."""
-        return resolve_settings(self.sampler_settings, given, self.diffusion.num_timesteps, prefix)
+        return resolve_settings(self.sampler_settings, given, self.diffusion.num_timesteps, prefix,
+                                discrete=self.diffusion.discrete_samplers)
 
     def sampler_record(self, settings: SamplerSettings) -> dict[str, Any]:
         """The sampler as used, for JSON records: steps resolved, the keys it reads, and its NFE."""
@@ -143,6 +145,9 @@ class DiffusionModule(L.LightningModule):
                               "Train one with model.conditional=true (e.g. experiment=cfg_digits), or use classifier=PATH.")
         if (settings.guidance != 0 or settings.classifier_scale != 0) and not has_labels:
             raise GenlabError("guidance needs the classes to steer towards: add classes=0,1,2,...")
+        if settings.classifier_scale != 0 and not self.diffusion.discrete_samplers:
+            raise GenlabError("classifier guidance uses a noise-aware classifier trained on DDPM's VP timesteps; this "
+                              "model's process is another (flow). Use CFG (guidance=W) with a conditional model.")
         if settings.classifier_scale != 0 and not has_classifier:
             raise GenlabError("classifier_scale needs classifier=PATH, a checkpoint of experiment=classifier_*.")
 

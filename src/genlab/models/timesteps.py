@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import lightning as L
 import torch
 from torch import Tensor
@@ -18,16 +20,21 @@ def rank_and_world(module: L.LightningModule) -> tuple[int, int]:
 
 
 def draw_timesteps_and_noise(
-    x0: Tensor, num_timesteps: int, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1
+    x0: Tensor, num_timesteps: int, generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1,
+    sample_times: Callable[..., Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """t ~ U{0, ..., T-1} per sample and eps ~ N(0, I) shaped like x0, drawn in that order from `generator`.
+    """t ~ U{0, ..., T-1} per sample (or `sample_times(n, device, generator)`: the process's own training times) and
+    eps ~ N(0, I) shaped like x0, drawn in that order from `generator`.
 
     Under DDP every rank draws for the whole global batch (world_size x B) from the same stream and keeps rows
     rank, rank + W, ...: the rows its data shard holds (genlab.data.sampler). Ranks then get independent noise, and
     W devices with batch B see the same (x0, t, eps) triples as one device with batch W x B.
     """
     n = x0.shape[0]
-    t = torch.randint(0, num_timesteps, (n * world_size,), device=x0.device, generator=generator)
+    if sample_times is None:
+        t = torch.randint(0, num_timesteps, (n * world_size,), device=x0.device, generator=generator)
+    else:
+        t = sample_times(n * world_size, x0.device, generator)
     noise = torch.randn((n * world_size, *x0.shape[1:]), device=x0.device, generator=generator)
     return t[rank::world_size], noise[rank::world_size]
 

@@ -149,7 +149,8 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None,
         return module.eval_samples(ctx.n, seed=cell.seed, batch_size=ctx.batch_size), None, None
     # Settings a row leaves out come from the checkpoint's sampler block; guidance only from the row.
     base = module.sampler_settings.override(guidance=0.0)
-    settings = cell_settings(s, base, module.diffusion.num_timesteps, prefix=f"row {cell.row}: ")
+    settings = cell_settings(s, base, module.diffusion.num_timesteps, prefix=f"row {cell.row}: ",
+                             discrete=module.diffusion.discrete_samplers)
     if settings.classifier_scale != 0 and ctx.classifier is None:
         raise GenlabError(f"row {cell.row}: classifier_scale={settings.classifier_scale} needs classifier=PATH "
                           "(experiment=classifier_*).")

@@ -136,7 +136,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
 
 
 def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None, num_timesteps: int | None = None,
-                  prefix: str = "") -> SamplerSettings:
+                  prefix: str = "", discrete: bool = True) -> SamplerSettings:
     """The SamplerSettings of a cell, checked against T (None: what needs no model): `base` (the checkpoint's sampler
     block; before a checkpoint loads, the default SamplerSettings) with the cell's sampler settings, as every command
     resolves them (resolve_settings)."""
@@ -144,8 +144,8 @@ def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None,
     nfe = settings.get("nfe")
     if nfe is not None and given["steps"] is not None:
         raise GenlabError(f"{prefix}a cell sets both steps={given['steps']} and nfe={nfe}: give one of them.")
-    out = resolve_settings(base or SamplerSettings(), given, num_timesteps, prefix)
-    return out.with_nfe(nfe).check(num_timesteps, prefix) if nfe is not None else out
+    out = resolve_settings(base or SamplerSettings(), given, num_timesteps, prefix, discrete)
+    return out.with_nfe(nfe).check(num_timesteps, prefix, discrete) if nfe is not None else out
 
 
 def _as_dict(value: Any, where: str) -> dict[str, Any]:

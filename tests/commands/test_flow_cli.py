@@ -1,0 +1,93 @@
+"""A flow-matching model through every command: training, the ODE samplers, CFG, and one-line refusals of what a flow
+model does not have (DDPM/DDIM, classifier guidance, the NLL bound, DDIM inversion)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY
+from genlab.cli import main
+from genlab.errors import GenlabError
+from genlab.metrics.nll import compute_nll
+from genlab.runs.checkpoint import load_diffusion
+
+FLOW = [*TINY, "trainer.max_steps=4", "trainer.val_every_n_steps=2", "callbacks.checkpoint.every_n_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("flow") / "run"
+    assert main(["train", "experiment=flow_digits", *FLOW, f"run_dir={run}"]) == 0
+    return run
+
+
+def test_a_flow_model_trains_on_the_velocity_and_logs_it(flow_run: Path) -> None:
+    with open(flow_run / "logs" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged = {k for row in rows for k, v in row.items() if v}
+    assert {"train/velocity_mse", "val/velocity_mse", "val/loss_q1"} <= logged and "train/eps_mse" not in logged
+    module = load_diffusion(flow_run / "checkpoints" / "last.ckpt")
+    assert module.diffusion.process == "flow" and module.cfg.diffusion.process == "flow"  # from the checkpoint
+    assert (flow_run / "samples" / "final.png").is_file()
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "unipc"])
+def test_every_ode_solver_samples_a_flow_model(flow_run: Path, sampler: str, tmp_path: Path) -> None:
+    module = load_diffusion(flow_run / "checkpoints" / "last.ckpt")
+    images = module.sample(3, module.resolve_sampler({"sampler": sampler, "steps": 4}), seed=0)
+    assert images.shape == (3, 1, 16, 16) and torch.isfinite(images).all()
+    assert main(["sample", f"ckpt={flow_run / 'checkpoints' / 'last.ckpt'}", f"sampler={sampler}", "steps=3", "n=2",
+                 f"out={tmp_path / 'g.png'}"]) == 0
+
+
+def test_what_a_flow_model_lacks_is_refused_in_one_line(flow_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    ckpt = flow_run / "checkpoints" / "last.ckpt"
+    for args, message in (
+        (["sample", f"ckpt={ckpt}", "sampler=ddim", f"out={tmp_path / 'g.png'}"],
+         "sampler=ddim steps on a VP model's discrete timesteps; this model's process has none (a flow model): use "
+         "one of dpmpp_2m, unipc, heun, euler"),
+        (["sample", f"ckpt={ckpt}", "sampler=ddpm", f"out={tmp_path / 'g.png'}"], "sampler=ddpm steps on a VP model"),
+        (["invert", f"ckpt={ckpt}", "image=index:0", "steps=3", f"out={tmp_path / 'r.png'}"],
+         "invert and interpolate run DDIM on a VP model's discrete timesteps; this checkpoint is a flow model"),
+        (["train", "experiment=flow_digits", *FLOW, "diffusion.prediction=v", f"run_dir={tmp_path / 'x'}"],
+         "diffusion.prediction=v applies to diffusion.process=vp"),
+        (["config", "experiment=flow_digits", "sampler.name=ddim"], "sampler.name=ddim steps on a VP model"),
+        (["config", "experiment=flow_digits", "diffusion.time_shift=0"], "config key 'diffusion.time_shift' = 0.0"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "x").exists()
+    module = load_diffusion(ckpt)
+    with pytest.raises(GenlabError, match="nll=true: the variational bound is defined for DDPM's discrete VP"):
+        compute_nll(module, module.cfg, "test", 8, 0, torch.device("cpu"), limit=4)
+
+
+def test_a_conditional_flow_model_takes_cfg_not_classifier_guidance(tmp_path: Path) -> None:
+    run = tmp_path / "cfg"
+    assert main(["train", "experiment=cfg_digits", *FLOW, "diffusion=flow", "sampler=euler50", "sampler.steps=3",
+                 f"run_dir={run}"]) == 0
+    module = load_diffusion(run / "checkpoints" / "last.ckpt")
+    labels = torch.tensor([1, 7])
+    plain = module.sample(2, module.resolve_sampler({"guidance": 0.0}), labels=labels, seed=0)
+    guided = module.sample(2, module.resolve_sampler({"guidance": 3.0}), labels=labels, seed=0)
+    assert torch.isfinite(guided).all() and (guided - plain).abs().max() > 1e-3  # the weight reaches the velocity
+    with pytest.raises(GenlabError, match="classifier guidance uses a noise-aware classifier trained on DDPM's VP"):
+        module.sample(2, module.resolve_sampler({"classifier_scale": 1.0}), labels=labels, classifier=object())
+
+
+def test_a_flow_run_resumes_exactly(tmp_path: Path) -> None:
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    args = ["train", "experiment=flow_digits", *TINY, "trainer.val_every_n_steps=2",
+            "callbacks.checkpoint.every_n_steps=2", "data.hflip=false"]
+    assert main([*args, "trainer.max_steps=4", f"run_dir={whole}"]) == 0
+    assert main([*args, "trainer.max_steps=2", f"run_dir={parts}"]) == 0
+    assert main([*args, "trainer.max_steps=4", "resume=auto", f"run_dir={parts}"]) == 0
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(parts / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the flow times are drawn from the resumed RNG as before
