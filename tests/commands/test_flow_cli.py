@@ -91,3 +91,22 @@ def test_a_flow_run_resumes_exactly(tmp_path: Path) -> None:
     a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(parts / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)  # the flow times are drawn from the resumed RNG as before
+
+
+def test_an_edm_model_through_the_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "edm"
+    assert main(["train", "experiment=edm_digits", *FLOW, "sampler.steps=3", f"run_dir={run}"]) == 0
+    with open(run / "logs" / "metrics.csv") as f:
+        assert "train/preconditioned_mse" in f.readline()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    module = load_diffusion(ckpt)
+    assert module.diffusion.process == "edm" and module.sampler_settings.name == "heun"
+    for args in (["s_churn=40", "s_tmin=0.05", "s_tmax=50", "s_noise=1.003"], ["sampler=dpmpp_2m", "steps=4"]):
+        assert main(["sample", f"ckpt={ckpt}", "n=2", *args, f"out={tmp_path / 'g.png'}"]) == 0
+    assert "churn 40" in capsys.readouterr().out  # Algorithm 2, named in the sampler line
+    for args, message in ((["sampler=euler", "s_churn=40"], "s_churn= applies to sampler=heun, not to sampler=euler"),
+                          (["sampler=ddim"], "sampler=ddim steps on a VP model's discrete timesteps"),
+                          (["s_churn=-1"], "s_churn=-1.0 is out of range")):
+        assert main(["sample", f"ckpt={ckpt}", "n=2", *args, f"out={tmp_path / 'h.png'}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

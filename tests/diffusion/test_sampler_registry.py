@@ -13,6 +13,7 @@ from torch import Tensor
 
 from genlab.cli import main
 from genlab.diffusion import SAMPLERS, Denoiser, SamplerEntry, SamplerSettings, Spacing, register, sampler_entry
+from genlab.diffusion.settings import OPTIONAL_SETTINGS
 from genlab.errors import GenlabError
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_ddpm" / "checkpoints" / "last.ckpt"
@@ -80,7 +81,7 @@ def test_every_entry_is_consistent() -> None:
         assert entry.steps_for_nfe(entry.nfe(7)) == 7  # the NFE rule and its inverse agree
         settings = SamplerSettings().override(name=name)
         assert settings.steps == entry.default_steps and settings.grid == entry.default_grid
-        assert set(entry.reads) <= {"eta", "variance"}
+        assert set(entry.reads) <= set(OPTIONAL_SETTINGS)
 
 
 def test_register_adds_an_entry_by_its_name(monkeypatch: pytest.MonkeyPatch) -> None:

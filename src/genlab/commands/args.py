@@ -54,6 +54,10 @@ class SamplerArgs:
     variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde
     clip: Optional[bool] = None  # clamp the predicted x0 to [-1, 1] at every step
     guidance: Optional[float] = None  # CFG weight w of a conditional model: eps~ = (1 + w) eps(c) - w eps(null)
+    s_churn: Optional[float] = None  # heun: Karras et al.'s Algorithm 2 when > 0, with s_tmin, s_tmax, s_noise
+    s_tmin: Optional[float] = None
+    s_tmax: Optional[float] = None
+    s_noise: Optional[float] = None
 
     def sampler_fields(self) -> dict[str, Any]:
         """The sampler fields as given (None: not given), for resolve_settings."""

@@ -9,6 +9,7 @@ work starts. Option strings are Enums so that an invalid choice fails at load ti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Dict, List, Optional
@@ -107,7 +108,8 @@ class PerfConfig:
 @dataclass
 class DiffusionConfig:
     # the objective: vp (DDPM's process; eps, x0 or v targets) | flow (flow matching on the straight path
-    # x_t = (1 - t) x0 + t eps, velocity target eps - x0; sampled by the ODE solvers only)
+    # x_t = (1 - t) x0 + t eps, velocity target eps - x0) | edm (x = x0 + sigma n, EDM's preconditioned network);
+    # flow and edm are sampled by the ODE solvers only
     process: Process = Process.vp
     timesteps: int = 1000  # vp: the discrete steps T; flow: the range [0, T) of the network's time input
     schedule: Schedule = Schedule.linear
@@ -124,6 +126,12 @@ class DiffusionConfig:
     logit_mean: float = 0.0  # flow_time=logit_normal: t = sigmoid(logit_mean + logit_std n), n ~ N(0, 1)
     logit_std: float = 1.0
     time_shift: float = 1.0  # flow sampling: SD3's timestep shift t' = shift t / (1 + (shift - 1) t) on every grid
+    edm_sigma_min: float = 0.002  # edm: the noise levels sampled (Karras et al. 2022, Table 1)
+    edm_sigma_max: float = 80.0
+    edm_sigma_data: float = 0.5  # the data's standard deviation in the preconditioning
+    edm_p_mean: float = -1.2  # training: ln sigma ~ N(p_mean, p_std^2)
+    edm_p_std: float = 1.2
+    edm_rho: float = 7.0  # the Karras grid's rho
 
 
 @dataclass
@@ -202,6 +210,10 @@ class SamplerConfig:
     variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
     clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
+    s_churn: float = 0.0  # heun only: Karras et al.'s Algorithm 2 when > 0 (their ImageNet: 40, 0.05, 50, 1.003)
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
 
 
 @dataclass

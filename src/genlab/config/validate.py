@@ -140,6 +140,10 @@ def validate_process(cfg: DictConfig) -> None:
     _check(d.timesteps >= 2, "diffusion.timesteps", d.timesteps, "at least 2")
     _check(d.logit_std > 0, "diffusion.logit_std", d.logit_std, "> 0")
     _check(0 < d.time_shift < math.inf, "diffusion.time_shift", d.time_shift, "a finite number > 0")
+    _check(0 < d.edm_sigma_min < d.edm_sigma_max < math.inf, "diffusion.edm_sigma_min/edm_sigma_max",
+           (d.edm_sigma_min, d.edm_sigma_max), "0 < edm_sigma_min < edm_sigma_max, finite")
+    for key in ("edm_sigma_data", "edm_p_std", "edm_rho"):
+        _check(0 < d[key] < math.inf, f"diffusion.{key}", d[key], "a finite number > 0")
     if PROCESSES[str(d.process)].chooses_target:
         return
     for key, default in (("prediction", "eps"), ("loss_weighting", "uniform")):

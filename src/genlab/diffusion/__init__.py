@@ -7,6 +7,7 @@ is one entry of sampler_registry.SAMPLERS.
 
 from genlab.diffusion.classifier_guidance import classifier_grad_fn
 from genlab.diffusion.denoiser import Denoiser
+from genlab.diffusion.edm import EDM, EDMSchedule
 from genlab.diffusion.flow import FlowMatching, FlowSchedule, FlowTime
 from genlab.diffusion.gaussian import (
     LOSS_TERMS,
@@ -49,6 +50,8 @@ __all__ = [
     "to_eps",
     "to_x0",
     "Denoiser",
+    "EDM",
+    "EDMSchedule",
     "FlowMatching",
     "FlowSchedule",
     "FlowTime",

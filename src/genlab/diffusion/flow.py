@@ -56,6 +56,10 @@ class FlowSchedule:
         s = math.hypot(1.0 - t, t)
         return GridPoint(t=float(t), alpha=(1.0 - t) / s, sigma=t / s)
 
+    def point_of_sigma(self, sigma_ve: float) -> GridPoint:
+        """The grid point whose sigma / alpha = t / (1 - t) is `sigma_ve`."""
+        return self.point(sigma_ve / (1.0 + sigma_ve))
+
     def grid_times(self, steps: int, spacing: str) -> Tensor:
         """`steps` decreasing flow times from t_max to t_min on the named grid (shifted), float64."""
         if spacing not in TIME_GRIDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from genlab.diffusion.edm import EDM
 from genlab.diffusion.flow import FlowMatching
 from genlab.diffusion.gaussian import GaussianDiffusion
 
@@ -14,9 +15,10 @@ class Process(StrEnum):
 
     vp = "vp"  # DDPM's discrete variance-preserving process (Ho et al. 2020), eps / x0 / v targets
     flow = "flow"  # flow matching on the straight path x_t = (1 - t) x0 + t eps (Lipman et al. 2023, Liu et al. 2023)
+    edm = "edm"  # x = x0 + sigma n with EDM's preconditioning, sigma distribution and weighting (Karras et al. 2022)
 
 
-PROCESSES: dict[str, type] = {Process.vp: GaussianDiffusion, Process.flow: FlowMatching}
+PROCESSES: dict[str, type] = {Process.vp: GaussianDiffusion, Process.flow: FlowMatching, Process.edm: EDM}
 
 
 def supports_discrete_samplers(process: str) -> bool:

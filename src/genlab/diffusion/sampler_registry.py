@@ -92,6 +92,13 @@ def _run_ddim(denoiser: Denoiser, x_T: Tensor, settings: SamplerSettings, *, gen
                        cond_fn=denoiser.cond_fn, progress=progress)
 
 
+def _run_heun(denoiser: Denoiser, x_T: Tensor, settings: SamplerSettings, *, generator: torch.Generator | None,
+              progress: bool) -> Tensor:
+    return heun_sample(denoiser, x_T, steps=_steps(settings, denoiser), spacing=str(settings.grid), clip=settings.clip,
+                       progress=progress, s_churn=settings.s_churn, s_tmin=settings.s_tmin, s_tmax=settings.s_tmax,
+                       s_noise=settings.s_noise, generator=generator)
+
+
 def _ode(loop: Callable[..., Tensor]) -> SamplerFn:
     """An ODE solver loop as a registry function: deterministic, so the generator is not used."""
 
@@ -120,7 +127,9 @@ register(SamplerEntry("dpmpp_2m", _ode(dpmpp_2m_sample), "DPM-Solver++(2M) (Lu e
                       Spacing.uniform, _ODE_GRIDS))
 register(SamplerEntry("unipc", _ode(unipc_sample), "UniPC, bh2, order 2 with the UniC corrector (Zhao et al. 2023)",
                       10, Spacing.uniform, _ODE_GRIDS))
-register(SamplerEntry("heun", _ode(heun_sample), "Heun's method (Karras et al. 2022, Algorithm 1): 2 steps - 1 NFE",
-                      18, Spacing.karras, _ODE_GRIDS, nfe=lambda steps: 2 * steps - 1))
+register(SamplerEntry("heun", _run_heun, "Heun's method (Karras et al. 2022, Algorithm 1; Algorithm 2 with "
+                      "s_churn > 0): 2 steps - 1 NFE", 18, Spacing.karras, _ODE_GRIDS,
+                      reads=("s_churn", "s_tmin", "s_tmax", "s_noise"), nfe=lambda steps: 2 * steps - 1,
+                      deterministic=lambda settings: settings.s_churn == 0))
 register(SamplerEntry("euler", _ode(euler_sample), "Euler's method, the first-order form of Karras et al.'s "
                       "Algorithm 1", 50, Spacing.karras, _ODE_GRIDS))

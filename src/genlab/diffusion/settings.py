@@ -21,8 +21,9 @@ from genlab.errors import GenlabError
 # The sampler settings every caller may give (the run config's `sampler` block, sample/eval arguments, table cells,
 # the API), by the names SamplerSettings uses; `sampler` is the name of `name` on a command line.
 SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "variance", "clip", "guidance",
-                                   "classifier_scale")
-OPTIONAL_SETTINGS = ("eta", "variance")  # read by some samplers only (SamplerEntry.reads)
+                                   "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise")
+# Read by some samplers only (SamplerEntry.reads): naming them with another is an error, not a silent no-op.
+OPTIONAL_SETTINGS = ("eta", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class SamplerSettings:
     clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # classifier-free guidance weight w: eps~ = (1 + w) eps(c) - w eps(null)
     classifier_scale: float = 0.0  # classifier guidance s: eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
+    # Heun: Karras et al.'s stochastic sampler (Algorithm 2) when s_churn > 0: the noise of every point with
+    # sigma / alpha in [s_tmin, s_tmax] is raised by gamma = min(s_churn / steps, sqrt(2) - 1), with noise * s_noise
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
 
     @classmethod
     def from_config(cls, block: Mapping[str, Any]) -> "SamplerSettings":
@@ -44,7 +51,8 @@ class SamplerSettings:
         return cls(name=_sampler_name(block["name"]), steps=block["steps"], eta=float(block["eta"]),
                    spacing=Spacing(block["spacing"]) if block["spacing"] is not None else None,
                    variance=Variance(block["variance"]) if block["variance"] is not None else None,
-                   clip=bool(block["clip"]), guidance=float(block["guidance"]))
+                   clip=bool(block["clip"]), guidance=float(block["guidance"]),
+                   **{k: float(block[k]) for k in ("s_churn", "s_tmin", "s_tmax", "s_noise") if k in block})
 
     def override(self, **given: Any) -> "SamplerSettings":
         """A copy with the given settings; None means "not given". A new sampler name starts from that sampler's
@@ -63,11 +71,11 @@ class SamplerSettings:
             entry = sampler_entry(given["name"])
             given.setdefault("steps", entry.default_steps)
             given.setdefault("spacing", None)
-            if "eta" not in entry.reads:  # another sampler's knobs do not carry over
-                given.setdefault("eta", 0.0)
-            if "variance" not in entry.reads:
-                given.setdefault("variance", None)
-        for key in ("eta", "guidance", "classifier_scale"):
+            defaults = SamplerSettings()  # another sampler's knobs do not carry over
+            for key in OPTIONAL_SETTINGS:
+                if key not in entry.reads:
+                    given.setdefault(key, getattr(defaults, key))
+        for key in ("eta", "guidance", "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise"):
             if key in given:
                 given[key] = float(given[key])
         return dataclasses.replace(self, **given)
@@ -100,7 +108,21 @@ class SamplerSettings:
             readers = "|".join(n for n, e in SAMPLERS.items() if "eta" in e.reads)
             raise GenlabError(f"{prefix}eta={self.eta} applies to sampler={readers} only; sampler={self.name} does "
                               "not read it.")
+        self.check_churn(prefix)
         return self
+
+    def check_churn(self, prefix: str = "") -> None:
+        """The ranges of Algorithm 2's settings; s_churn > 0 only for a sampler that reads it."""
+        if not (math.isfinite(self.s_churn) and self.s_churn >= 0):
+            raise GenlabError(f"{prefix}s_churn={self.s_churn} is out of range: it must be a finite number >= 0.")
+        if not (0 <= self.s_tmin <= self.s_tmax) or math.isnan(self.s_tmax):
+            raise GenlabError(f"{prefix}s_tmin={self.s_tmin}, s_tmax={self.s_tmax}: need 0 <= s_tmin <= s_tmax.")
+        if not (math.isfinite(self.s_noise) and self.s_noise > 0):
+            raise GenlabError(f"{prefix}s_noise={self.s_noise} is out of range: it must be a finite number > 0.")
+        if self.s_churn != 0 and "s_churn" not in self.entry.reads:
+            readers = "|".join(n for n, e in SAMPLERS.items() if "s_churn" in e.reads)
+            raise GenlabError(f"{prefix}s_churn={self.s_churn} applies to sampler={readers} only (Karras et al.'s "
+                              f"Algorithm 2); sampler={self.name} does not read it.")
 
     @property
     def entry(self) -> SamplerEntry:
@@ -146,6 +168,8 @@ class SamplerSettings:
             out["variance"] = str(self.variance or model_variance)
         if self.classifier_scale:
             out["classifier_scale"] = self.classifier_scale
+        if self.s_churn:
+            out.update(s_churn=self.s_churn, s_tmin=self.s_tmin, s_tmax=self.s_tmax, s_noise=self.s_noise)
         out["nfe"] = self.nfe(num_timesteps)
         return out
 
@@ -153,6 +177,7 @@ class SamplerSettings:
         """A short description for logs, e.g. "dpmpp_2m, 10 steps on the logsnr grid, 10 NFE"."""
         steps = self.steps if self.steps is not None else num_timesteps
         extra = f", eta {self.eta:g}" if "eta" in self.entry.reads else ""
+        extra += f", churn {self.s_churn:g}" if self.s_churn else ""
         return f"{self.name}, {steps} steps on the {self.grid} grid{extra}, {self.nfe(num_timesteps)} NFE"
 
 

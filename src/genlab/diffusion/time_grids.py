@@ -117,6 +117,10 @@ class VPSchedule:
         """`steps` decreasing model times from T-1 to 0 on the named grid (see time_grid)."""
         return _vp_time_grid(self, steps, spacing)
 
+    def point_of_sigma(self, sigma_ve: float) -> GridPoint:
+        """The grid point whose sigma_t / alpha_t is `sigma_ve` (within [0, T-1])."""
+        return self.point(float(self.t_of_lambda(-math.log(sigma_ve))))
+
 
 class Schedule(Protocol):
     """What the ODE solvers need of a noise process, in its VP view: the grid point of a model time, and the grids."""
@@ -124,6 +128,8 @@ class Schedule(Protocol):
     def point(self, t: float) -> GridPoint: ...
 
     def grid_times(self, steps: int, spacing: str) -> Tensor: ...
+
+    def point_of_sigma(self, sigma_ve: float) -> GridPoint: ...
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = KARRAS_RHO) -> Tensor:

@@ -45,6 +45,10 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "spacing": (str,),
     "variance": (str,),  # DDPM: beta | beta_tilde
     "clip": (bool,),  # clamp the predicted x0 at every step
+    "s_churn": (int, float),  # heun: Karras et al.'s Algorithm 2, with s_tmin, s_tmax, s_noise
+    "s_tmin": (int, float),
+    "s_tmax": (int, float),
+    "s_noise": (int, float),
     "guidance": (int, float),  # CFG weight w
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
     "sigma_rel": (int, float),  # the EMA length, rebuilt after training from the run's post-hoc EMA snapshots
