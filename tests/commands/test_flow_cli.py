@@ -1,9 +1,10 @@
-"""A flow-matching model through every command: training, the ODE samplers, CFG, and one-line refusals of what a flow
-model does not have (DDPM/DDIM, classifier guidance, the NLL bound, DDIM inversion)."""
+"""Flow-matching and EDM models through every command: training, the ODE samplers, CFG, inversion along their ODE, and
+one-line refusals of what they do not have (DDPM/DDIM, classifier guidance, the NLL bound)."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,9 @@ def test_what_a_flow_model_lacks_is_refused_in_one_line(flow_run: Path, tmp_path
          "sampler=ddim steps on a VP model's discrete timesteps; this model's process has none (a flow model): use "
          "one of dpmpp_2m, unipc, heun, euler"),
         (["sample", f"ckpt={ckpt}", "sampler=ddpm", f"out={tmp_path / 'g.png'}"], "sampler=ddpm steps on a VP model"),
-        (["invert", f"ckpt={ckpt}", "image=index:0", "steps=3", f"out={tmp_path / 'r.png'}"],
-         "invert and interpolate run DDIM on a VP model's discrete timesteps; this checkpoint is a flow model"),
+        (["invert", f"ckpt={ckpt}", "image=index:0", "steps=3", "spacing=quadratic", f"out={tmp_path / 'r.png'}"],
+         "spacing=quadratic is DDIM's, on a VP model's discrete timesteps; this flow model's ODE grids are uniform, "
+         "logsnr, karras"),
         (["train", "experiment=flow_digits", *FLOW, "diffusion.prediction=v", f"run_dir={tmp_path / 'x'}"],
          "diffusion.prediction=v applies to diffusion.process=vp"),
         (["config", "experiment=flow_digits", "sampler.name=ddim"], "sampler.name=ddim steps on a VP model"),
@@ -110,3 +112,17 @@ def test_an_edm_model_through_the_commands(tmp_path: Path, capsys: pytest.Captur
         assert main(["sample", f"ckpt={ckpt}", "n=2", *args, f"out={tmp_path / 'h.png'}"]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("experiment", ["flow_digits", "edm_digits"])
+def test_invert_and_interpolate_run_along_the_ode_of_any_process(experiment: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "experiment=" + experiment, *FLOW, "sampler.steps=3", f"run_dir={run}"]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    errors = []
+    for steps in (5, 40):
+        out = tmp_path / f"r{steps}.png"
+        assert main(["invert", f"ckpt={ckpt}", "image=index:0", f"steps={steps}", f"out={out}"]) == 0
+        errors.append(json.loads(out.with_suffix(".json").read_text())["mse"])
+    assert errors[1] < errors[0] / 4  # the Euler ODE's discretisation error falls with the steps
+    assert main(["interpolate", f"ckpt={ckpt}", "a=0", "b=index:1", "n=3", "steps=5", f"out={tmp_path / 'i.png'}"]) == 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import matplotlib
 import numpy as np
@@ -30,7 +30,7 @@ from genlab.adversarial import invert_generator
 from genlab.build import build_datamodule, pick_device
 from genlab.commands.args import InterpolateArgs, InvertArgs, check_image_out, parse_command_args
 from genlab.data.base import image_transform
-from genlab.diffusion import ddim_invert, ddim_sample, slerp
+from genlab.diffusion import TIME_GRIDS, Denoiser, ddim_invert, ddim_sample, euler_invert, euler_sample, slerp
 from genlab.errors import GenlabError
 from genlab.images import FIGURE_MARK, image_grid, save_png, to_8bit
 from genlab.models import DiffusionModule, GANModule, facts_of, generator_kinds, kind_info, kind_of
@@ -156,18 +156,33 @@ class Inversion:
     extra: Optional[dict] = None  # inverter-specific numbers for the JSON record
 
 
+def ode_maps(module: DiffusionModule, kwargs: dict, steps: int, spacing: str
+             ) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor, bool], Tensor]]:
+    """The deterministic encoder x0 -> x_T and its mirror decoder (x_T, clip) -> x0 with `steps` on `spacing`: DDIM
+    (eta = 0) on a VP model's discrete timesteps; otherwise Euler on the process's own grid, which is DDIM's ODE step
+    written for any process (euler_invert / euler_sample)."""
+    check_inversion_grid(module, spacing)
+    if module.diffusion.discrete_samplers:
+        ddim = dict(steps=steps, spacing=spacing, model_kwargs=kwargs, progress=True)
+        return (lambda x0: ddim_invert(module.diffusion, module.model_fn, x0, **ddim),
+                lambda x_T, clip: ddim_sample(module.diffusion, module.model_fn, tuple(x_T.shape), x_T=x_T,
+                                              clip_denoised=clip, **ddim))
+    denoiser = Denoiser(module.network_output, module.diffusion, model_kwargs=kwargs)
+    return (lambda x0: euler_invert(denoiser, x0, steps=steps, spacing=spacing, progress=True),
+            lambda x_T, clip: euler_sample(denoiser, x_T, steps=steps, spacing=spacing, clip=clip, progress=True))
+
+
 def invert_ddpm(a: InvertArgs, source: Source, module: DiffusionModule) -> Inversion:
-    """DDIM-invert the target to x_T with `steps`, then decode x_T with DDIM eta = 0 and the same steps."""
-    check_ddim_inversion(module)
+    """Invert the target to x_T with `steps` along the model's deterministic ODE (DDIM for a VP model), then decode
+    x_T with the same steps."""
     check_steps(a.steps, module.diffusion.num_timesteps)
     module.to(pick_device(a.device))
     image, item_label = load_source_image(source, module.cfg)
     x0 = image.unsqueeze(0).to(module.device)  # C,H,W -> 1,C,H,W
     label = a.label if a.label is not None else (item_label if module.conditional else None)
-    kwargs = model_kwargs_for(module, label, 1)
-    ddim = dict(steps=a.steps, spacing=str(a.spacing), model_kwargs=kwargs, progress=True)
-    x_T = ddim_invert(module.diffusion, module.model_fn, x0, **ddim)
-    recon = ddim_sample(module.diffusion, module.model_fn, x0.shape, x_T=x_T, clip_denoised=a.clip, **ddim)
+    encode, decode = ode_maps(module, model_kwargs_for(module, label, 1), a.steps, str(a.spacing))
+    x_T = encode(x0)
+    recon = decode(x_T, a.clip)
     return Inversion(target=x0.cpu(), latent_view=standardise(x_T).cpu(), recon=recon.clamp(-1, 1).cpu())
 
 
@@ -247,11 +262,11 @@ def invert_command(args: list[str]) -> None:
     print(f"genlab: wrote target | {middle} | reconstruction to {a.out}")
 
 
-def check_ddim_inversion(module: DiffusionModule) -> None:
-    """DDIM inversion steps on a VP model's discrete timesteps; a flow model's ODE runs backwards otherwise."""
-    if not module.diffusion.discrete_samplers:
-        raise GenlabError("invert and interpolate run DDIM on a VP model's discrete timesteps; this checkpoint is a "
-                          f"{module.diffusion.process} model, whose inversion (its ODE run backwards) is not built yet.")
+def check_inversion_grid(module: DiffusionModule, spacing: str) -> None:
+    """DDIM's quadratic spacing exists on a VP model's discrete timesteps only."""
+    if not module.diffusion.discrete_samplers and spacing not in TIME_GRIDS:
+        raise GenlabError(f"spacing={spacing} is DDIM's, on a VP model's discrete timesteps; this "
+                          f"{module.diffusion.process} model's ODE grids are {', '.join(TIME_GRIDS)}.")
 
 
 def check_finite(images: Tensor, what: str) -> None:
@@ -285,8 +300,7 @@ def latent_of(source: Source, module: DiffusionModule, a: InterpolateArgs, kwarg
         return torch.randn(module.image_shape, generator=generator).unsqueeze(0).to(module.device)
     image, _ = load_source_image(source, module.cfg)
     x0 = image.unsqueeze(0).to(module.device)  # C,H,W -> 1,C,H,W
-    spacing = str(a.spacing)
-    return ddim_invert(module.diffusion, module.model_fn, x0, steps=a.steps, spacing=spacing, model_kwargs=kwargs)
+    return ode_maps(module, kwargs, a.steps, str(a.spacing))[0](x0)
 
 
 def interpolate_command(args: list[str]) -> None:
@@ -299,23 +313,13 @@ def interpolate_command(args: list[str]) -> None:
     check_png_out(a.out)
     sources = [parse_source(text, key, bare_int="seed", allow_seed=True) for key, text in (("a", a.a), ("b", a.b))]
     module = load_diffusion(a.ckpt, ema=a.ema)
-    check_ddim_inversion(module)
     check_steps(a.steps, module.diffusion.num_timesteps)
+    check_inversion_grid(module, str(a.spacing))
     module.to(pick_device(a.device))
     x_a, x_b = (latent_of(s, module, a, model_kwargs_for(module, a.label, 1)) for s in sources)
     alphas = torch.linspace(0, 1, a.n, device=module.device)
     x_T = slerp(x_a.expand(a.n, *x_a.shape[1:]), x_b.expand(a.n, *x_b.shape[1:]), alphas)  # [n, C, H, W]
-    images = ddim_sample(
-        module.diffusion,
-        module.model_fn,
-        tuple(x_T.shape),
-        steps=a.steps,
-        spacing=str(a.spacing),
-        x_T=x_T,
-        clip_denoised=a.clip,
-        model_kwargs=model_kwargs_for(module, a.label, a.n),
-        progress=True,
-    )
+    images = ode_maps(module, model_kwargs_for(module, a.label, a.n), a.steps, str(a.spacing))[1](x_T, a.clip)
     check_finite(images, f"interpolating with {a.ckpt}")
     save_png(image_grid(images.clamp(-1, 1).cpu(), nrow=a.n), Path(a.out))
     record = {"ckpt": a.ckpt, "a": a.a, "b": a.b, "n": a.n, "steps": a.steps, "clip": a.clip, "alphas": alphas.tolist()}

@@ -39,7 +39,7 @@ from genlab.diffusion.schedules import (
     linear_betas,
     make_betas,
 )
-from genlab.diffusion.solvers import dpmpp_2m_sample, euler_sample, heun_sample, unipc_sample
+from genlab.diffusion.solvers import dpmpp_2m_sample, euler_invert, euler_sample, heun_sample, unipc_sample
 from genlab.diffusion.time_grids import CLEAN, TIME_GRIDS, GridName, GridPoint, VPSchedule, grid_points, time_grid
 
 __all__ = [
@@ -108,6 +108,7 @@ __all__ = [
     "TIME_GRIDS",
     "VPSchedule",
     "dpmpp_2m_sample",
+    "euler_invert",
     "euler_sample",
     "grid_points",
     "heun_sample",

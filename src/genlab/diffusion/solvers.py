@@ -178,3 +178,31 @@ def heun_sample(
         x_euler = euler_step(denoised, d, nxt)
         x = x_euler if nxt.sigma == 0.0 else heun_step(x_euler, d, den.slope(x_euler, nxt)[1], cur, nxt)
     return x
+
+
+@torch.no_grad()
+def euler_invert(
+    denoiser: Denoiser,
+    x0: Tensor,
+    *,
+    steps: int,
+    spacing: str,
+    progress: bool = False,
+) -> Tensor:
+    """Encode clean images x0 into the latent that euler_sample (same steps and grid) decodes back into them: its
+    steps read upwards, DDIM inversion on any process (Song et al. 2021, sec. 4.3).
+
+    From the clean image to the grid's lowest point, then up the grid to its first: x' = alpha' x0_hat + sigma' eps,
+    with (x0_hat, eps) taken at the current point (the future one is unknown). At the clean image x0_hat = x0 and eps
+    is taken at the lowest grid point, as DDIM inversion evaluates t = 0. Never clipped: clipping is not invertible.
+    """
+    points = grid_points(denoiser.schedule, steps, spacing)[:-1][::-1]  # increasing noise; no clean endpoint
+    den = _OnGrid(denoiser, points, clip=False)
+    x = x0
+    for i in steps_bar(range(steps), "ODE inversion", progress):
+        cur, nxt = points[max(i - 1, 0)], points[i]
+        x0_hat, eps = den.denoiser.at(x, den.time(x, cur), cur)
+        if i == 0:
+            x0_hat = x  # the clean image itself
+        x = nxt.alpha * x0_hat + nxt.sigma * eps
+    return x
