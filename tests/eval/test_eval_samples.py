@@ -11,6 +11,7 @@ from genlab.cli import main
 from genlab.config import load_config, parse_overrides, to_container
 from genlab.errors import GenlabError
 from genlab.images import load_png
+from genlab.metrics.extractors import extractor_spec
 from genlab.models import DiffusionModule
 from genlab.training.callbacks.fid import FIDCallback
 
@@ -38,7 +39,8 @@ def test_fid_callback_samples_with_eval_sampler_over_the_sampler_block() -> None
                                        "eval.inception_weights=" + str(__file__)]))  # any file: not read here
     resolve_data_keys(cfg, build_datamodule(cfg))
     module = DiffusionModule(to_container(cfg))
-    settings = FIDCallback(cfg).sampler_kwargs(module)["settings"]
+    spec = extractor_spec(cfg.eval.features, cfg.eval.inception_weights, cfg.eval.domain_classifier)
+    settings = FIDCallback(cfg.eval, spec).sampler_kwargs(module)["settings"]
     assert (settings.name, settings.steps, settings.grid) == ("dpmpp_2m", 4, "uniform")
     assert module.sampler_settings.name == "ddim"  # the grids keep the sampler block's
 

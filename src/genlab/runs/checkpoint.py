@@ -113,6 +113,23 @@ def load_classifier(path: str | Path) -> ClassifierModule:
     return load_module(path, kinds=kinds_where("classifies"), role="classifier")  # type: ignore[return-value]
 
 
+def load_scorer(path: str, num_classes: int | None, conditional: bool) -> ClassifierModule:
+    """The classifier of `callbacks.class_accuracy.classifier`, checked against the model it will score."""
+    key = "callbacks.class_accuracy.classifier"
+    if not conditional:
+        raise GenlabError(
+            f"{key} is set, but the model is unconditional: class accuracy scores class-conditional samples. "
+            f"Set model.conditional=true, or {key}=null."
+        )
+    classifier = load_classifier(path)
+    if classifier.cfg.data.num_classes != num_classes:
+        raise GenlabError(
+            f"{key}={path} has {classifier.cfg.data.num_classes} classes, the model's data has {num_classes}; "
+            "use a classifier trained on the same dataset (experiment=classifier_*)."
+        )
+    return classifier
+
+
 def load_generator(path: str | Path, ema: bool = True, ckpt: dict[str, Any] | None = None) -> L.LightningModule:
     """The generator of any kind that generates images (see load_module); each has `eval_samples(n, seed, batch_size)`."""
     ckpt = ckpt if ckpt is not None else read_checkpoint(path)

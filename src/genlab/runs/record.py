@@ -42,6 +42,7 @@ class RunRecord:
     steps, wall time and final metrics, once. Only DDP rank 0 starts it; a record never started writes nothing."""
 
     run: RunDir
+    experiment: str
     overrides: dict[str, str]
     resumed: ResumePoint | None = None
     started: float | None = None  # time.time() at `start`
@@ -56,12 +57,12 @@ class RunRecord:
         """The W&B run that a resumed run continues."""
         return read_record(self.run.root).get("wandb_id") if self.resumed else None
 
-    def start(self, experiment: str, global_batch: int, world_size: int, **wandb: Any) -> None:
+    def start(self, global_batch: int, world_size: int, **wandb: Any) -> None:
         """Note the launch; a resume keeps the first launch's fields and adds itself to `resumes`. `wandb`: the W&B
         run's id, project and entity, so that resume=auto and genlab eval continue it."""
         previous = read_record(self.run.root)
         if self.resumed is None or not previous:
-            launch: dict[str, Any] = dict(experiment=experiment, overrides=self.overrides,
+            launch: dict[str, Any] = dict(experiment=self.experiment, overrides=self.overrides,
                                           started=time.strftime("%Y-%m-%d %H:%M:%S"), wall_seconds=0.0, resumes=[])
         else:
             launch = dict(resumes=[*previous.get("resumes", []),

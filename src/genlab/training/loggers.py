@@ -76,13 +76,6 @@ def run_name(experiment: str, run_dir: Path) -> str:
     return f"{experiment}-{Path(run_dir).name}"
 
 
-def summarise_best_fid(loggers: list[Logger], features: str) -> None:
-    """In W&B, a run's summary value of val/fid_<features> is its best (lowest) FID, not its last."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.define_metric(f"val/fid_{features}", summary="min")
-
-
 def log_eval_to_run(run: RunDir, metrics: dict[str, float], grid: Any, name: str) -> list[str]:
     """Log a `genlab eval` result into the run's own W&B run (continued by the id in run.json, offline without
     credentials, as training is) and into its TensorBoard folder when the run used TensorBoard; return where to.

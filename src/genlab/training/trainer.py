@@ -11,8 +11,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
 from genlab.config import kind_facts
+from genlab.metrics.extractors import ExtractorSpec
 from genlab.models import ClassifierModule, kind_info
-from genlab.runs import RunDir
+from genlab.runs.record import RunRecord
 from genlab.runs.checkpoint import AtomicCheckpointIO
 from genlab.training.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.training.callbacks.best_checkpoint import FiniteModelCheckpoint
@@ -23,19 +24,23 @@ from genlab.training.callbacks.nonfinite import NonFiniteGuard
 from genlab.training.callbacks.posthoc_ema import PostHocEMA
 from genlab.training.callbacks.power_ema import PowerEMAWeightAveraging
 from genlab.training.callbacks.resume_state import ResumeState
+from genlab.training.callbacks.run_record import KeepRunRecord
 from genlab.training.loggers import build_loggers
 
 
-def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | None = None) -> list[L.Callback]:
-    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see its weights), then checkpoints."""
+def build_callbacks(cfg: DictConfig, record: RunRecord, scorer: ClassifierModule | None = None,
+                    fid_spec: ExtractorSpec | None = None) -> list[L.Callback]:
+    """Sample grid, class accuracy, FID and loss curve first, then EMA (so they see its weights), then checkpoints.
+    `scorer` and `fid_spec`: the class-accuracy classifier and FID extractor, checked before the run (training.run)."""
     cb = cfg.callbacks
+    run = record.run
     callbacks: list[L.Callback] = []
     if cb.sample_grid.enabled and kind_info(cfg.model.kind).generates:
         callbacks.append(SampleGrid(run, num_images=cb.sample_grid.num_images, seed=cb.sample_grid.seed))
     if scorer is not None:
         callbacks.append(ClassAccuracy(scorer, per_class=cb.class_accuracy.per_class, seed=cb.class_accuracy.seed))
-    if cfg.eval.enabled:
-        callbacks.append(FIDCallback(cfg))
+    if fid_spec is not None:
+        callbacks.append(FIDCallback(cfg.eval, fid_spec))
     if cb.loss_curve:
         callbacks.append(LossCurve(run.loss_curve, every_n_steps=cfg.trainer.log_every_n_steps, kind=cfg.model.kind))
     ema = cfg.model.ema
@@ -73,6 +78,9 @@ def build_callbacks(cfg: DictConfig, run: RunDir, scorer: ClassifierModule | Non
                 auto_insert_metric_name=False,
             )
         )
+    lr_reference_batch = cfg.trainer.reference_batch_size if cfg.trainer.scale_lr else None
+    callbacks.append(KeepRunRecord(record, cfg.data.batch_size, lr_reference_batch, cfg.logger.project,
+                                   cfg.logger.entity))
     if show_progress(cfg):
         callbacks.append(ProgressBar())
     return callbacks
@@ -102,10 +110,13 @@ def lost_peer(exc: BaseException) -> bool:
                                    "NCCL communicator was aborted", "DistBackendError"))
 
 
-def build_trainer(
-    cfg: DictConfig, run: RunDir, scorer: ClassifierModule | None = None, wandb_id: str | None = None
-) -> L.Trainer:
-    """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps."""
+def build_trainer(cfg: DictConfig, record: RunRecord, *, scorer: ClassifierModule | None = None,
+                  fid_spec: ExtractorSpec | None = None) -> L.Trainer:
+    """A Lightning Trainer from the `trainer` block, validating every `val_every_n_steps` steps, that keeps `record`
+    (run.json) of the run."""
+    strategy = build_strategy(cfg)
+    callbacks = build_callbacks(cfg, record, scorer, fid_spec)
+    run = record.run
     t = cfg.trainer
     adversarial = kind_facts(cfg.model.kind).adversarial
     # A GAN step is a generator step, taken every gan.d_steps batches; Lightning's validation interval counts batches.
@@ -117,7 +128,7 @@ def build_trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=build_strategy(cfg),
+        strategy=strategy,
         precision=t.precision,
         # Manual optimisation (the GAN) clips inside the module: Lightning refuses gradient_clip_val there.
         gradient_clip_val=None if adversarial else t.gradient_clip_val,
@@ -126,8 +137,8 @@ def build_trainer(
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=show_progress(cfg),
-        logger=build_loggers(cfg, run.root, wandb_id),
-        callbacks=build_callbacks(cfg, run, scorer),
+        logger=build_loggers(cfg, run.root, record.wandb_id()),
+        callbacks=callbacks,
         default_root_dir=str(run.root),
         num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()],

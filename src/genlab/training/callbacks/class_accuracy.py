@@ -5,27 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from genlab.errors import GenlabError
 from genlab.metrics.class_accuracy import class_accuracy
 from genlab.models import ClassifierModule
-from genlab.runs.checkpoint import load_classifier
-
-
-def load_scorer(path: str, num_classes: int | None, conditional: bool) -> ClassifierModule:
-    """The classifier of `callbacks.class_accuracy.classifier`, checked against the model it will score."""
-    key = "callbacks.class_accuracy.classifier"
-    if not conditional:
-        raise GenlabError(
-            f"{key} is set, but the model is unconditional: class accuracy scores class-conditional samples. "
-            f"Set model.conditional=true, or {key}=null."
-        )
-    classifier = load_classifier(path)
-    if classifier.cfg.data.num_classes != num_classes:
-        raise GenlabError(
-            f"{key}={path} has {classifier.cfg.data.num_classes} classes, the model's data has {num_classes}; "
-            "use a classifier trained on the same dataset (experiment=classifier_*)."
-        )
-    return classifier
 
 
 class ClassAccuracy(L.Callback):

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
-from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_spec
+from genlab.metrics.extractors import ExtractorSpec, FeatureLayer, create_extractor
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import to_extractor_uint8
 from genlab.metrics.reference import cache_dir_of, reference_features, reference_key
@@ -40,13 +41,20 @@ class FIDCallback(L.Callback):
     LightningModule, so checkpoints do not carry them.
     """
 
-    def __init__(self, cfg: DictConfig) -> None:
-        self.ev = cfg.eval
-        self.spec = extractor_spec(self.ev.features, self.ev.inception_weights, self.ev.domain_classifier)
-        self.metric_name = f"val/fid_{self.spec.features}"
-        self.cache_dir = cache_dir_of(self.ev.cache_dir)
+    def __init__(self, ev: DictConfig, spec: ExtractorSpec) -> None:
+        """`ev`: the `eval` block; `spec`: its feature extractor, resolved (and its files checked) before the run."""
+        self.ev = ev
+        self.spec = spec
+        self.metric_name = f"val/fid_{spec.features}"
         self.metric = None  # built on first use, on the module's device
         self.last_step = -1
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # In W&B a run's summary value of the FID is its best (lowest), not its last.
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.experiment.define_metric(self.metric_name, summary="min")
 
     def _due(self, trainer: L.Trainer) -> bool:
         step = trainer.global_step
@@ -58,11 +66,11 @@ class FIDCallback(L.Callback):
         self.metric = make_fid(FeatureLayer(extractor, self.spec.fid_layer)).to(pl_module.device)
         self.reference = None
         if trainer.is_global_zero:
+            cache_dir = cache_dir_of(self.ev.cache_dir)
             key = reference_key(pl_module.cfg.data, self.ev.split, pl_module.cfg.seed, self.spec)
-            feats = reference_features(pl_module.cfg, self.ev.split, extractor, key, self.cache_dir,
-                                       self.ev.batch_size)
+            feats = reference_features(pl_module.cfg, self.ev.split, extractor, key, cache_dir, self.ev.batch_size)
             self.reference = feats[self.spec.fid_layer]  # [N, F]
-            print(f"genlab: FID reference {key} ({len(self.reference)} images) in {self.cache_dir}")
+            print(f"genlab: FID reference {key} ({len(self.reference)} images) in {cache_dir}")
             settings = self.sampler_kwargs(pl_module).get("settings")
             if settings is not None:
                 print(f"genlab: FID samples: {self.ev.num_samples} with {settings.label(pl_module.diffusion.num_timesteps)}")

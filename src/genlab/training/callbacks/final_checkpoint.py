@@ -16,6 +16,14 @@ def out_of_time(trainer: L.Trainer) -> bool:
     return remaining is not None and remaining <= 0
 
 
+def time_budget_minutes(trainer: L.Trainer) -> float | None:
+    """trainer.max_time in minutes, as Lightning's Timer holds it; None for a run without one."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is None or timer.time_remaining() is None:
+        return None
+    return (timer.time_elapsed() + timer.time_remaining()) / 60.0  # elapsed + remaining is the whole budget
+
+
 class FinalCheckpoint(Checkpoint):
     """ModelCheckpoint saves every N steps; a run of max_steps not divisible by N, or one stopped by its time budget,
     would end unsaved.
