@@ -26,7 +26,7 @@ def test_every_experiment_resolves_with_genlab_config(experiment: str, capsys: p
     assert printed.experiment == experiment
 
 
-PAPER_EXPERIMENTS = {"ddpm_cifar10", "ddpm_celeba64", "cfg_cifar10"}  # keep the papers' exponential EMA
+PAPER_EXPERIMENTS = {"ddpm_cifar10", "ddpm_celeba64", "cfg_cifar10", "flow_cifar10", "edm_cifar10"}  # the papers' EMA
 
 
 @pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - PAPER_EXPERIMENTS))
@@ -36,7 +36,7 @@ def test_every_other_recipe_averages_with_the_power_ema(experiment: str) -> None
 
 
 def test_paper_experiments_are_among_those_checked() -> None:
-    assert {"ddpm_cifar10", "ddpm_celeba64", "cfg_cifar10"} <= set(EXPERIMENTS)
+    assert PAPER_EXPERIMENTS <= set(EXPERIMENTS)
 
 
 # Key (dotted path) -> paper value. DDPM: Ho et al. 2020 sec. 4 and appendix B. DDIM CelebA: ermongroup/ddim
@@ -105,6 +105,63 @@ CFG_CIFAR10 = {
     "model.p_uncond": 0.1,
     "sampler.guidance": 0.3,
 }
+# flow_matching's examples/image CIFAR-10 run (README: FID 2.07; models/model_configs.py "cifar10",
+# train_arg_parser.py, training/train_loop.py's skewed times, models/ema.py): 8 GPUs x 64.
+FLOW_CIFAR10 = {
+    "data.name": "cifar10",
+    "data.batch_size": 512,
+    "data.hflip": True,
+    "unet.base_channels": 128,
+    "unet.channel_mult": [2, 2, 2],
+    "unet.num_res_blocks": 4,
+    "unet.attention_resolutions": [16],
+    "unet.dropout": 0.3,
+    "unet.num_heads": 1,
+    "diffusion.process": "flow",
+    "diffusion.flow_time": "logit_normal",
+    "diffusion.logit_mean": -1.2,
+    "diffusion.logit_std": 1.2,
+    "model.conditional": False,
+    "model.optim.lr": 1e-4,
+    "model.optim.betas": [0.9, 0.95],
+    "model.optim.weight_decay": 0.01,
+    "model.ema.kind": "ema",
+    "model.ema.decay": 0.999,
+    "trainer.max_steps": 175_781,  # 1,800 epochs of 50,000 images at 512
+    "sampler.name": "heun",
+    "sampler.steps": 50,
+    "sampler.spacing": "karras",
+    "eval.split": "train",
+}
+# EDM (Karras et al. 2022) config F, DDPM++ unconditional (FID 1.97): NVlabs/edm train.py defaults.
+EDM_CIFAR10 = {
+    "data.name": "cifar10",
+    "data.batch_size": 512,
+    "unet.base_channels": 128,
+    "unet.channel_mult": [2, 2, 2],
+    "unet.num_res_blocks": 4,
+    "unet.attention_resolutions": [16],
+    "unet.dropout": 0.13,
+    "diffusion.process": "edm",
+    "diffusion.edm_sigma_min": 0.002,
+    "diffusion.edm_sigma_max": 80.0,
+    "diffusion.edm_sigma_data": 0.5,
+    "diffusion.edm_p_mean": -1.2,
+    "diffusion.edm_p_std": 1.2,
+    "diffusion.edm_rho": 7.0,
+    "model.conditional": False,
+    "model.optim.lr": 1e-3,
+    "model.optim.betas": [0.9, 0.999],
+    "model.optim.weight_decay": 0.0,
+    "model.optim.warmup_steps": 19_531,  # 10 Mimg at 512
+    "model.ema.kind": "ema",
+    "model.ema.decay": 0.5 ** (512 / 500_000),  # half-life 0.5 Mimg
+    "trainer.max_steps": 390_625,  # 200 Mimg at 512
+    "sampler.name": "heun",
+    "sampler.steps": 18,  # 35 NFE
+    "sampler.spacing": "karras",
+    "eval.split": "train",
+}
 
 
 def _value(cfg: object, key: str) -> object:
@@ -115,7 +172,8 @@ def _value(cfg: object, key: str) -> object:
 
 @pytest.mark.parametrize(
     ("experiment", "expected"),
-    [("ddpm_cifar10", DDPM_CIFAR10), ("ddpm_celeba64", DDPM_CELEBA64), ("cfg_cifar10", CFG_CIFAR10)],
+    [("ddpm_cifar10", DDPM_CIFAR10), ("ddpm_celeba64", DDPM_CELEBA64), ("cfg_cifar10", CFG_CIFAR10),
+     ("flow_cifar10", FLOW_CIFAR10), ("edm_cifar10", EDM_CIFAR10)],
 )
 def test_paper_hyperparameters(experiment: str, expected: dict[str, object]) -> None:
     cfg = load_config({"experiment": experiment})
@@ -131,6 +189,8 @@ def test_paper_hyperparameters(experiment: str, expected: dict[str, object]) -> 
         ("ddpm_cifar10", 3, None, 35_746_307),  # Ho et al.: 35.7M
         ("cfg_cifar10", 3, 10, 35_746_307 + 11 * 512),  # + the class embedding (10 classes and null, 4 x 128 wide)
         ("ddpm_celeba64", 3, None, 78_700_803),  # DDIM's CelebA model (ch_mult 1,2,2,2,4)
+        ("flow_cifar10", 3, None, 53_634_563),  # genlab's U-Net at ADM's CIFAR-10 sizes (theirs: ADM blocks)
+        ("edm_cifar10", 3, None, 53_634_563),  # genlab's U-Net at DDPM++'s sizes (DDPM++ itself: 55.7M)
     ],
 )
 def test_paper_unet_parameter_counts(experiment: str, channels: int, classes: int | None, params: int) -> None:
