@@ -29,7 +29,7 @@ commands:
   compare RUN_DIR ... [out=compare.md]
           one table of runs: experiment, overrides, steps, wall time, final loss, best FID per extractor, checkpoint
   eval    ckpt=PATH [n=10000 sampler=SAMPLER steps=S eta=0 variance=beta|beta_tilde guidance=W features=inception|domain
-          domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_images=N
+          domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_method=bound|ode nll_images=N
           out=eval.json seed=0 batch_size=250 ema=true device=auto]
           FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
   table   SPEC [ckpt=PATH ckpts.NAME=PATH n=N seeds=[0,1] features=inception|domain domain_classifier=PATH

@@ -101,8 +101,11 @@ class EvalArgs(SamplerArgs):
     inception_weights: Optional[str] = None
     cache_dir: Optional[str] = None
     split: Split = Split.test
-    nll: bool = False  # also the variational bound on -log p(x) in bits/dim over the split
-    nll_images: Optional[int] = None  # the first N images of the split only (T network calls per batch); None: all
+    nll: bool = False  # also -log p(x) in bits/dim over the split (diffusion models of any process)
+    # bound: DDPM's variational bound (VP models; T network calls per batch) | ode: the probability-flow ODE's
+    # likelihood (any process; 80 network calls and backward passes per batch). None: bound where there is one.
+    nll_method: Optional[str] = None
+    nll_images: Optional[int] = None  # the first N images of the split only; None: all
     # the JSON; samples go to <out without .json>_samples/. None: <run>/eval/<ckpt>-<sampler><steps>-n<n>-<features>.json
     # in the checkpoint's run folder (eval.json outside a run folder)
     out: Optional[str] = None

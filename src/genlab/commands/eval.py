@@ -2,7 +2,7 @@
 
 FID, KID, precision/recall and the Inception Score come from torch-fidelity's `calculate_metrics` on the
 folder of sample PNGs and the split's images; the split's features are cached under the reference key
-(metrics/reference.py). With `nll=true` a diffusion checkpoint also gets its variational bound in bits/dim.
+(metrics/reference.py). With `nll=true` a diffusion checkpoint also gets -log p(x) in bits/dim (the variational bound or the ODE's).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import SplitScore, extractor_record, isc_note, reference_record, score_against_split
-from genlab.metrics.nll import compute_nll
-from genlab.models import facts_of
+from genlab.metrics.nll import NLL_METHODS, compute_nll, nll_method
 from genlab.outputs import check_eval_out, write_json, write_png_folder
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
 from genlab.runs.folder import default_output, run_of
@@ -120,9 +119,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     out = Path(a.out or default_output(a.ckpt, "eval", f"{Path(a.ckpt).stem}-{steps}-n{a.n}-{spec.features}.json",
                                        "eval.json"))
     samples_dir = check_eval_out(out)  # before sampling, not after
-    if a.nll and not (facts_of(module).sampler and module.diffusion.likelihood):  # before sampling, not after
-        raise GenlabError("nll=true: the variational bound is defined for DDPM's discrete VP process; this checkpoint "
-                          "has none (a GAN, or a flow model, whose likelihood needs the ODE's divergence).")
+    method = nll_method(module, a.nll_method) if a.nll else None  # a bad request fails before sampling
     cfg = module.cfg
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
@@ -137,7 +134,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     metrics = dict(score.metrics)
     if a.nll:
         metrics["nll_bpd"], nll_images = compute_nll(module, cfg, str(a.split), a.batch_size, a.seed, device,
-                                                     a.nll_images)
+                                                     a.nll_images, method)
         metrics["nll_images"] = nll_images
     seconds["total"] = round(time.time() - started, 2)
     isc_valid, note = isc_note(spec)
@@ -146,6 +143,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
         "isc_valid": isc_valid,
         "isc_note": note,
         "sampler": sampler,
+        **({"nll_method": f"{method}: {NLL_METHODS[method]}"} if method else {}),
         **provenance(a, cfg, spec, score, samples_dir, weights),
         "device": str(device),
         "seconds": seconds,

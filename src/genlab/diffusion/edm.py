@@ -66,7 +66,7 @@ class EDM(nn.Module):
     chooses_target = False  # always F, the preconditioned network of eq. 7
     prediction = "preconditioned"  # its loss is logged as train/preconditioned_mse
     variance = "none"
-    likelihood = False
+    likelihoods = ("ode",)  # through the probability-flow ODE (ode_likelihood.py); no variational bound
     discrete_samplers = False
 
     def __init__(self, num_timesteps: int = 1000, sigma_min: float = 0.002, sigma_max: float = 80.0,

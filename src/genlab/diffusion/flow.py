@@ -85,7 +85,7 @@ class FlowMatching(nn.Module):
     chooses_target = False  # always the velocity
     prediction = "velocity"  # what the network outputs: u = eps - x0; its loss is logged as train/velocity_mse
     variance = "none"  # no ancestral sampler: only the ODE solvers sample a flow model
-    likelihood = False  # the NLL needs the ODE's divergence (not implemented); genlab eval nll=true refuses
+    likelihoods = ("ode",)  # through the probability-flow ODE (ode_likelihood.py); no variational bound
     discrete_samplers = False  # DDPM and DDIM need the discrete abar table of a VP model
 
     def __init__(self, num_timesteps: int = 1000, time_sampling: str = "uniform", logit_mean: float = 0.0,

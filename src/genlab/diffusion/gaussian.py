@@ -145,7 +145,7 @@ class GaussianDiffusion(nn.Module):
 
     process = "vp"
     chooses_target = True  # diffusion.prediction: eps, x0 or v
-    likelihood = True  # the variational bound (likelihood.py)
+    likelihoods = ("bound", "ode")  # the variational bound (likelihood.py) and the ODE's (ode_likelihood.py)
     discrete_samplers = True  # DDPM and DDIM, on the abar table
 
     def sample_times(self, n: int, device: torch.device | str, generator: torch.Generator | None) -> Tensor:

@@ -1,5 +1,5 @@
 """The training objectives (noise processes) a diffusion model can have: one entry each. Code that serves every
-objective asks a process what it supports (`likelihood`, `discrete_samplers`), never its name."""
+objective asks a process what it supports (`likelihoods`, `discrete_samplers`), never its name."""
 
 from __future__ import annotations
 
