@@ -47,7 +47,7 @@ bench-quality: $(BENCH_STAMP)  ## 20 min of genlab's ddpm_mnist_20min vs 20 min 
 bench-quality-quick: $(BENCH_STAMP)  ## the same pipeline with 12-second budgets (about 5 min), to check it runs
 	$(BIN)/python benchmarks/time_to_quality.py --data-root $(MNIST_ROOT) --quick --work runs/time_to_quality_quick
 
-bench-families: $(BENCH_STAMP)  ## every 20-min MNIST recipe (ddpm, flow, edm) for the same budget, one after the other, FID over time and NFE (about 1.5 h; MNIST_ROOT)
+bench-families: $(BENCH_STAMP)  ## every 20-min MNIST recipe (ddpm, flow, edm, gan) and the flow peer torchcfm for the same budget, one after the other, FID over time and NFE (about 2.5 h; MNIST_ROOT)
 	$(BIN)/python benchmarks/families.py --data-root $(MNIST_ROOT)
 
 clean:  ## remove the venv and caches (runs/ is kept)

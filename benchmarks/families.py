@@ -11,7 +11,11 @@ trained by hand with the same command line can be put there):
   3. sampling (timed, outside the budgets) and scoring with `genlab eval samples=DIR` in the judge's features: each
      family's recipe sampler at 5, 10 and 20 minutes (the quarter-budget checkpoints), with sample seeds 0, 1 and 2
      at the end, and with DPM-Solver++(2M) at 5, 10 and 20 NFE for the ODE families;
-  4. the report: benchmarks/results/families.{md,json}, FID against training minutes (families.png) and one grid of
+  4. the flow peer, side by side in the same budget: torchcfm's MNIST example at its defaults (examples/images/
+     mnist_example.ipynb: `UNetModel(dim=(1, 28, 28), num_channels=32, num_res_blocks=1)`, Adam at torch's default lr
+     1e-3, batch 128, `ExactOptimalTransportConditionalFlowMatcher(sigma=0)`, no EMA), sampled as the example does
+     (torchdyn's `NeuralODE`, dopri5 with atol = rtol = 1e-4) and with Euler at 20 steps; --no-peer skips it;
+  5. the report: benchmarks/results/families.{md,json}, FID against training minutes (families.png) and one grid of
      samples per family (families_grids.png).
 
 Threads: the benchmark uses what torch is given (OMP_NUM_THREADS); its runs inherit it. The report names them.
@@ -23,7 +27,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
+
+import torch
 
 import matplotlib
 
@@ -34,6 +41,7 @@ from time_to_quality import (  # noqa: E402  (benchmarks/ is the script's folder
     genlab_cli,
     labelled,
     load_folder,
+    mnist_train_loader,
     sample_genlab,
     score,
     side_by_side,
@@ -43,12 +51,14 @@ from time_to_quality import (  # noqa: E402  (benchmarks/ is the script's folder
 
 import genlab  # noqa: E402
 from genlab.images import FIGURE_MARK, image_grid  # noqa: E402
+from genlab.models import facts_of  # noqa: E402
 from genlab.runs.provenance import describe_machine  # noqa: E402
 
 FAMILIES = {  # name -> (experiment, what it is)
     "ddpm": ("ddpm_mnist_20min", "DDPM (VP, v-prediction)"),
     "flow": ("flow_mnist_20min", "flow matching (logit-normal t)"),
     "edm": ("edm_mnist_20min", "EDM (Karras et al. 2022)"),
+    "gan": ("gan_mnist_20min", "GAN (R3GAN loss, DiffAugment)"),
 }
 SEEDS = (0, 1, 2)
 NFES = (5, 10, 20)  # DPM-Solver++(2M): one network evaluation per step
@@ -72,13 +82,16 @@ def family_samples(name: str, run: Path, n: int, samples: Path) -> dict[str, obj
     """Every folder of samples of one family, keyed by what it is."""
     last = run / "checkpoints" / "last.ckpt"
     module = genlab.load(last, device="cpu").module
-    settings, T = module.sampler_settings, module.diffusion.num_timesteps
-    label, nfe = settings.label(T), settings.nfe(T)
+    ode = facts_of(module).sampler  # a diffusion sampler, or G(z) in one evaluation
+    label, nfe = "G(z)", 1
+    if ode:
+        settings, T = module.sampler_settings, module.diffusion.num_timesteps
+        label, nfe = settings.label(T), settings.nfe(T)
     out = {}
     for seed in SEEDS:
         out[f"seed{seed}"] = timed(f"{name} {label}, seed {seed}", samples / f"{name}_seed{seed}", nfe, n,
                                    lambda seed=seed: sample_genlab(last, n, seed=seed))
-    for nfe_ in NFES:
+    for nfe_ in NFES if ode else ():
         out[f"nfe{nfe_}"] = timed(f"{name} dpmpp_2m, {nfe_} NFE", samples / f"{name}_nfe{nfe_}", nfe_, n,
                                   lambda s=nfe_: sample_genlab(last, n, sampler="dpmpp_2m", steps=s))
     checkpoints = sorted((run / "checkpoints").glob("time-step*.ckpt"))[:len(QUARTERS)]
@@ -86,6 +99,114 @@ def family_samples(name: str, run: Path, n: int, samples: Path) -> dict[str, obj
         out[f"at{quarter}"] = timed(f"{name} at {ckpt.stem}", samples / f"{name}_at{quarter}", nfe, n,
                                     lambda ckpt=ckpt: sample_genlab(ckpt, n))
     return out
+
+
+def torchcfm_model() -> torch.nn.Module:
+    from torchcfm.models.unet import UNetModel
+
+    return UNetModel(dim=(1, 28, 28), num_channels=32, num_res_blocks=1)
+
+
+def train_torchcfm(folder: Path, data_root: str, minutes: float, seed: int = 0) -> Path:
+    """torchcfm's MNIST example (OT-CFM) trained for `minutes` of wall clock; its state at each quarter mark and at
+    the end. Their data are MNIST in [-1, 1]; their t runs from noise (0) to data (1)."""
+    from torchcfm.conditional_flow_matching import ExactOptimalTransportConditionalFlowMatcher
+
+    final = folder / "final.pt"
+    if final.is_file():
+        return final
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = torchcfm_model()
+    optimizer = torch.optim.Adam(model.parameters())
+    matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0)
+    loader = mnist_train_loader(data_root, batch_size=128)
+    marks = [q * minutes / 20 for q in QUARTERS]
+    steps, started = 0, time.monotonic()
+
+    def save(path: Path, seconds: float) -> None:
+        torch.save({"model": model.state_dict(), "steps": steps, "images": steps * 128, "seconds": seconds}, path)
+
+    done = False
+    while not done:
+        for images, _ in loader:
+            x1 = images * 2 - 1
+            t, xt, ut = matcher.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
+            loss = torch.mean((model(t, xt) - ut) ** 2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            elapsed = time.monotonic() - started
+            while marks and elapsed >= marks[0] * 60:
+                save(folder / f"at_{marks.pop(0):g}min.pt", elapsed)
+            if steps % 100 == 0:
+                print(f"torchcfm: step {steps}, {elapsed:.0f} s, loss {loss.item():.4f}", flush=True)
+            if elapsed >= minutes * 60:
+                done = True
+                break
+    save(final, time.monotonic() - started)
+    print(f"torchcfm: trained {steps} steps in {minutes} min", flush=True)
+    return final
+
+
+@torch.no_grad()
+def sample_torchcfm(path: Path, n: int, solver: str = "dopri5", steps: int = 2, batch: int = 250,
+                    seed: int = 0) -> torch.Tensor:
+    """Samples in [-1, 1] as the example draws them: NeuralODE from t = 0 to 1 (dopri5: the two ends; euler: `steps`
+    points, steps - 1 steps)."""
+    from torchdyn.core import NeuralODE
+
+    model = torchcfm_model()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    node = NeuralODE(model.eval(), solver=solver, sensitivity="adjoint", atol=1e-4, rtol=1e-4)
+    torch.manual_seed(seed)
+    out = []
+    for i in range(0, n, batch):
+        x0 = torch.randn(min(batch, n - i), 1, 28, 28)
+        out.append(node.trajectory(x0, t_span=torch.linspace(0, 1, steps))[-1].clamp(-1, 1))
+    return torch.cat(out)
+
+
+class CountCalls(torch.nn.Module):
+    """The network evaluations of an adaptive solver."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        self.calls += 1
+        return self.model(*args, **kwargs)
+
+
+def peer_samples(work: Path, n: int, samples: Path) -> dict[str, object]:
+    """torchcfm's folders of samples: dopri5 as its example (NFE counted on one batch), Euler 20, and the marks."""
+    folder = work / "torchcfm"
+    final = folder / "final.pt"
+    counted = CountCalls(torchcfm_model())
+    counted.model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True)["model"])
+    from torchdyn.core import NeuralODE
+
+    with torch.no_grad():
+        NeuralODE(counted.eval(), solver="dopri5", sensitivity="adjoint", atol=1e-4, rtol=1e-4).trajectory(
+            torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)), t_span=torch.linspace(0, 1, 2))
+    out = {f"seed{seed}": timed(f"torchcfm dopri5 (atol 1e-4), seed {seed}", samples / f"torchcfm_seed{seed}",
+                                counted.calls, n, lambda seed=seed: sample_torchcfm(final, n, seed=seed))
+           for seed in SEEDS}
+    out["nfe20"] = timed("torchcfm euler, 20 NFE", samples / "torchcfm_nfe20", 20, n,
+                         lambda: sample_torchcfm(final, n, solver="euler", steps=21))
+    for quarter in QUARTERS:
+        mark = folder / f"at_{quarter:g}min.pt"
+        if mark.is_file():
+            out[f"at{quarter}"] = timed(f"torchcfm at {quarter:g} min", samples / f"torchcfm_at{quarter}",
+                                        counted.calls, n, lambda mark=mark: sample_torchcfm(mark, n))
+    return out
+
+
+def peer_training(work: Path) -> dict[str, float]:
+    state = torch.load(work / "torchcfm" / "final.pt", map_location="cpu", weights_only=True)
+    return {"steps": state["steps"], "images": state["images"], "seconds": state["seconds"]}
 
 
 def training_of(run: Path) -> dict[str, float]:
@@ -103,6 +224,7 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated: " + ", ".join(FAMILIES))
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--no-peer", action="store_true", help="skip torchcfm, the flow peer")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and sample counts: checks the pipeline")
     args = parser.parse_args()
     if args.quick:
@@ -119,9 +241,13 @@ def main() -> None:
     runs = {name: work / name for name in names}
     for name, run in runs.items():  # one after the other: the budgets never overlap
         train_family(run, FAMILIES[name][0], args.data_root, args.minutes)
+    if not args.no_peer:
+        train_torchcfm(work / "torchcfm", args.data_root, args.minutes)
     samples = work / "samples"
     samples.mkdir(exist_ok=True)
     sampled = {name: family_samples(name, run, n, samples) for name, run in runs.items()}
+    if not args.no_peer:
+        sampled["torchcfm"] = peer_samples(work, n, samples)
     scores = {name: {key: score(s.folder, judge, args.data_root, n) for key, s in folders.items()}
               for name, folders in sampled.items()}
     write_report(args, judge, runs, sampled, scores)
@@ -133,12 +259,16 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
     out.mkdir(parents=True, exist_ok=True)
     fid = {name: {key: m["fid_domain"] for key, m in s.items()} for name, s in scores.items()}
     training = {name: training_of(run) for name, run in runs.items()}
+    if "torchcfm" in sampled:
+        training["torchcfm"] = peer_training(args.work)
+    shown = [*runs, *(["torchcfm"] if "torchcfm" in sampled else [])]
 
     figure, axes = plt.subplots(figsize=(5, 3.5))
-    for name in runs:
+    for name in shown:
         minutes = [q * args.minutes / 20 for q in QUARTERS if f"at{q}" in fid[name]] + [args.minutes]
         values = [fid[name][f"at{q}"] for q in QUARTERS if f"at{q}" in fid[name]] + [fid[name]["seed0"]]
-        axes.plot(minutes, values, marker="o", label=f"{name}_mnist_20min")
+        label = f"genlab {name}_mnist_20min" if name in runs else "torchcfm MNIST example (peer)"
+        axes.plot(minutes, values, marker="o", label=label, linestyle="-" if name in runs else "--")
     axes.set(xlabel="training minutes (one core)", ylabel="FID (judge features)", yscale="log",
              title="MNIST 28x28: FID against training time")
     axes.legend()
@@ -146,7 +276,7 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
     figure.savefig(out / f"{stem}.png", dpi=120, metadata=FIGURE_MARK)
     plt.close(figure)
     side_by_side([[labelled(image_grid(load_folder(sampled[name]["seed0"].folder, 36), nrow=6),
-                            f"{name}, {args.minutes:g} min: FID {fid[name]['seed0']:.2f}") for name in runs]],
+                            f"{name}, {args.minutes:g} min: FID {fid[name]['seed0']:.2f}") for name in shown]],
                  out / f"{stem}_grids.png")
 
     machine = describe_machine()
@@ -175,16 +305,20 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
         "mean (range) | precision | recall | sampling images/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in runs:
+    for name in shown:
         t, m, s = training[name], scores[name]["seed0"], sampled[name]["seed0"]
         at = [f"{fid[name][f'at{q}']:.2f}" if f"at{q}" in fid[name] else "-" for q in QUARTERS]
-        lines.append(f"| {FAMILIES[name][1]} | `{FAMILIES[name][0]}`: {s.name.split(', seed')[0]} | {t['steps']} | "
+        recipe, what = FAMILIES.get(name, ("torchcfm mnist_example", "flow peer: torchcfm, OT-CFM"))
+        lines.append(f"| {what} | `{recipe}`: {s.name.split(', seed')[0]} | {t['steps']} | "
                      f"{t['images'] / t['seconds']:.0f} | {at[0]} | {at[1]} | {spread(name)} | "
                      f"{m['precision_domain']:.3f} | {m['recall_domain']:.3f} | {s.images_per_second:.1f} |")
     lines += ["", "FID at the end of the budget against the sampler's network evaluations (DPM-Solver++(2M), seed 0):",
               "", "| family | " + " | ".join(f"{k} NFE" for k in NFES) + " |", "|---|" + "---|" * len(NFES)]
     for name in runs:
-        lines.append(f"| {name} | " + " | ".join(f"{fid[name][f'nfe{k}']:.2f}" for k in NFES) + " |")
+        if f"nfe{NFES[0]}" in fid[name]:
+            lines.append(f"| {name} | " + " | ".join(f"{fid[name][f'nfe{k}']:.2f}" for k in NFES) + " |")
+    if "torchcfm" in sampled:
+        lines.append("| torchcfm (Euler) | - | - | " + f"{fid['torchcfm']['nfe20']:.2f} |")
     lines += ["", f"![FID against training time]({stem}.png)", "", f"![samples]({stem}_grids.png)"]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -88,3 +88,15 @@ def test_batch_diversity_is_zero_for_identical_fakes_and_one_for_the_data_itself
     real = torch.randn(32, 1, 8, 8)
     assert batch_diversity(real[:1].expand(32, -1, -1, -1), real).item() == 0.0
     assert batch_diversity(real, real).item() == pytest.approx(1.0)
+
+
+def test_relativistic_losses_pair_each_fake_with_a_real() -> None:
+    # RpGAN: D: mean softplus(D(G(z)) - D(x)); G: mean softplus(D(x) - D(G(z))), pairwise.
+    expected_d = (softplus(-1.5 - 2.0) + softplus(0.25 + 0.5)) / 2
+    assert discriminator_loss("relativistic", REAL, FAKE).item() == pytest.approx(expected_d, rel=1e-6)
+    expected_g = (softplus(2.0 + 1.5) + softplus(-0.5 - 0.25)) / 2
+    assert generator_loss("relativistic", FAKE, REAL).item() == pytest.approx(expected_g, rel=1e-6)
+    # A shift of every logit by the same amount changes nothing: only the real-fake difference counts.
+    assert discriminator_loss("relativistic", REAL + 3, FAKE + 3).item() == pytest.approx(expected_d, rel=1e-6)
+    with pytest.raises(ValueError, match="needs the paired reals' logits"):
+        generator_loss("relativistic", FAKE)

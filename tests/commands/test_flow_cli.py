@@ -14,7 +14,7 @@ from conftest import TINY
 from genlab.cli import main
 from genlab.errors import GenlabError
 from genlab.metrics.nll import compute_nll
-from genlab.runs.checkpoint import load_diffusion
+from genlab.runs.checkpoint import load_classifier, load_diffusion
 
 FLOW = [*TINY, "trainer.max_steps=4", "trainer.val_every_n_steps=2", "callbacks.checkpoint.every_n_steps=2"]
 
@@ -80,7 +80,7 @@ def test_a_flow_models_nll_is_the_odes(flow_run: Path) -> None:
     assert n == 4 and bpd == again and 0 < bpd < 20
 
 
-def test_a_conditional_flow_model_takes_cfg_not_classifier_guidance(tmp_path: Path) -> None:
+def test_a_conditional_flow_model_takes_cfg_and_classifier_guidance(tmp_path: Path) -> None:
     run = tmp_path / "cfg"
     assert main(["train", "experiment=cfg_digits", *FLOW, "diffusion=flow", "sampler=euler50", "sampler.steps=3",
                  f"run_dir={run}"]) == 0
@@ -89,8 +89,13 @@ def test_a_conditional_flow_model_takes_cfg_not_classifier_guidance(tmp_path: Pa
     plain = module.sample(2, module.resolve_sampler({"guidance": 0.0}), labels=labels, seed=0)
     guided = module.sample(2, module.resolve_sampler({"guidance": 3.0}), labels=labels, seed=0)
     assert torch.isfinite(guided).all() and (guided - plain).abs().max() > 1e-3  # the weight reaches the velocity
-    with pytest.raises(GenlabError, match="classifier guidance uses a noise-aware classifier trained on DDPM's VP"):
-        module.sample(2, module.resolve_sampler({"classifier_scale": 1.0}), labels=labels, classifier=object())
+    # Classifier guidance too: a VP-trained noise-aware classifier read at the flow's log-SNR.
+    classifier_run = tmp_path / "classifier"
+    assert main(["train", "experiment=classifier_digits", *TINY, f"run_dir={classifier_run}"]) == 0
+    classifier = load_classifier(classifier_run / "checkpoints" / "last.ckpt")
+    steered = module.sample(2, module.resolve_sampler({"classifier_scale": 5.0}), labels=labels, seed=0,
+                            classifier=classifier)
+    assert torch.isfinite(steered).all() and (steered - plain).abs().max() > 1e-3
 
 
 def test_a_flow_run_resumes_exactly(tmp_path: Path) -> None:

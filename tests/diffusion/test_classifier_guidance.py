@@ -188,3 +188,39 @@ def test_scale_zero_gives_the_unguided_sample() -> None:
                         cond_fn=cond_fn, **kw)
         plain = sample(diffusion, fake_eps, SHAPE, x_T=x_T, generator=torch.Generator().manual_seed(1), **kw)
         assert torch.equal(guided, plain)
+
+
+@pytest.mark.parametrize("process", ["flow", "edm"])
+def test_another_process_reads_the_classifier_at_equal_log_snr(process: str) -> None:
+    """A flow or EDM model's VP sample at time t is the classifier's x_t' at the t' of the same lambda, and guidance
+    on it is Dhariwal & Nichol's eps shift on the VP view."""
+    from genlab.diffusion import EDM, FlowMatching, make_betas, run_sampler
+    from genlab.diffusion.classifier_guidance import at_matching_noise
+
+    model = FlowMatching(1000) if process == "flow" else EDM(1000)
+    classifier_vp = GaussianDiffusion(make_betas("linear", 1000)).schedule()
+    seen: list[torch.Tensor] = []
+
+    def log_prob(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(t)
+        return (x.flatten(1) * (2.0 * y[:, None] - 1.0)).sum(1)  # class 1 prefers bright pixels, class 0 dark
+
+    read = at_matching_noise(log_prob, model.schedule().lambda_, classifier_vp.t_of_lambda)
+    times = model.schedule().grid_times(5, "uniform")
+    read(torch.zeros(5, 2), times.float(), torch.zeros(5, dtype=torch.long))
+    lam_model = model.schedule().lambda_(times)
+    lam_classifier = classifier_vp.lambda_(seen[-1].double())
+    inside = (lam_model < classifier_vp.lambda_(0.0)) & (lam_model > classifier_vp.lambda_(999.0))
+    assert inside.any() and torch.allclose(lam_classifier[inside], lam_model[inside], atol=1e-3)
+    clamped = torch.where(lam_model[~inside] > 0, 0.0, 999.0).to(torch.float64)
+    assert torch.allclose(seen[-1][~inside].double(), clamped)  # outside its range: its end timesteps
+
+    def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # any smooth field: guidance is what differs
+        return 0.5 * x
+    x_T = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1] * 4)
+    plain = run_sampler("euler", model, net, x_T, steps=8, spacing="uniform" if process == "flow" else "karras")
+    guided = run_sampler("euler", model, net, x_T, steps=8, spacing="uniform" if process == "flow" else "karras",
+                         cond_fn=classifier_grad_fn(read, y, 0.5))
+    shift = (guided - plain).flatten(1).mean(1)
+    assert (shift[y == 1] > 0.01).all() and (shift[y == 0] < -0.01).all()

@@ -87,6 +87,23 @@ def test_unet_discriminator_with_gradient_penalty_trains_and_logs_every_term() -
     assert logged["train/d_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_r3gan_terms_with_diffaugment_train_and_add_up() -> None:
+    """R3GAN's objective (relativistic loss, R1 on reals, R2 on fakes) with DiffAugment on everything D sees."""
+    module, dm = tiny_gan("gan.loss=relativistic", "gan.lambda_r1=0.2", "gan.lambda_r2=0.2", "gan.r1_every=1",
+                          "gan.diffaugment=[color,translation,cutout]")
+    logged: dict[str, float] = {}
+    log = module.log
+    module.log = lambda key, value, **kw: (logged.__setitem__(key, float(value)), log(key, value, **kw))[1]
+    g0, d0 = params(module.generator), params(module.discriminator)
+    fit(module, dm, max_steps=1)
+    assert changed(g0, module.generator) and changed(d0, module.discriminator)
+    assert logged["train/d_r1"] > 0 and logged["train/d_r2"] > 0
+    expected = logged["train/d_adv"] + 0.1 * logged["train/d_r1"] + 0.1 * logged["train/d_r2"]
+    assert logged["train/d_loss"] == pytest.approx(expected, rel=1e-5)
+    seen = module.augment(torch.ones(4, 1, 8, 8))
+    assert not torch.equal(seen, torch.ones(4, 1, 8, 8))  # D sees augmented images
+
+
 def test_collapsed_generator_is_reported() -> None:
     module, dm = tiny_gan("gan.collapse_threshold=0.5")
     with torch.no_grad():  # every z gives the same image: the last layer ignores its input

@@ -1,4 +1,5 @@
 """GAN math as plain torch: adversarial losses, gradient penalties, diversity, and inversion by optimisation."""
+from genlab.adversarial.diffaugment import DiffAugmentOp, diff_augment
 from genlab.adversarial.inversion import LatentFit, invert_generator
 from genlab.adversarial.losses import (
     ADVERSARIAL_LOSSES,
@@ -13,8 +14,10 @@ from genlab.adversarial.losses import (
 __all__ = [
     "ADVERSARIAL_LOSSES",
     "AdversarialLoss",
+    "DiffAugmentOp",
     "LatentFit",
     "batch_diversity",
+    "diff_augment",
     "discriminator_loss",
     "generator_loss",
     "gradient_penalty",

@@ -18,6 +18,7 @@ class AdversarialLoss(StrEnum):
     non_saturating = "non_saturating"
     hinge = "hinge"
     wasserstein = "wasserstein"  # needs gan.lambda_gp > 0 (WGAN-GP) or gan.spectral_norm
+    relativistic = "relativistic"  # RpGAN, paired real and fake (R3GAN: with gan.lambda_r1 and gan.lambda_r2)
 
 
 ADVERSARIAL_LOSSES: tuple[str, ...] = tuple(m.value for m in AdversarialLoss)
@@ -33,9 +34,13 @@ def discriminator_loss(name: AdversarialLoss, real_logits: Tensor, fake_logits: 
 
     non_saturating: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))) (Goodfellow et al. 2014), via softplus;
     hinge: max(0, 1 - D(x)) + max(0, 1 + D(G(z))) (Lim & Ye 2017; Miyato et al. 2018);
-    wasserstein: D(G(z)) - D(x) (Arjovsky et al. 2017), for a critic kept Lipschitz by a gradient penalty.
+    wasserstein: D(G(z)) - D(x) (Arjovsky et al. 2017), for a critic kept Lipschitz by a gradient penalty;
+    relativistic: softplus(D(G(z)) - D(x)), each fake paired with one real (RpGAN: Jolicoeur-Martineau 2019; the loss
+    of R3GAN, Huang et al. 2024, eq. 2), which judges how much more real x is than G(z).
     """
     _check(name)
+    if name == "relativistic":
+        return F.softplus(fake_logits - real_logits).mean()
     if name == "non_saturating":
         # log(1 - sigmoid(a)) = -softplus(a) and -log sigmoid(a) = softplus(-a), stable for large |a|.
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
@@ -44,9 +49,14 @@ def discriminator_loss(name: AdversarialLoss, real_logits: Tensor, fake_logits: 
     return fake_logits.mean() - real_logits.mean()
 
 
-def generator_loss(name: AdversarialLoss, fake_logits: Tensor) -> Tensor:
-    """The generator's adversarial loss, a scalar: -log sigmoid(D(G(z))) (non-saturating) or -D(G(z))."""
+def generator_loss(name: AdversarialLoss, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+    """The generator's adversarial loss, a scalar: -log sigmoid(D(G(z))) (non-saturating), -D(G(z)) (hinge and
+    wasserstein), or softplus(D(x) - D(G(z))) for the relativistic loss, which needs the paired reals' logits."""
     _check(name)
+    if name == "relativistic":
+        if real_logits is None:
+            raise ValueError("the relativistic generator loss needs the paired reals' logits (real_logits)")
+        return F.softplus(real_logits - fake_logits).mean()
     if name == "non_saturating":
         return F.softplus(-fake_logits).mean()
     return -fake_logits.mean()
@@ -70,7 +80,8 @@ def gradient_penalty(
 
 
 def r1_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): E_real[||grad_x D(x)||^2]; the caller weighs it by lambda_r1 / 2."""
+    """R1 (Mescheder et al. 2018): E_real[||grad_x D(x)||^2]; the caller weighs it by lambda_r1 / 2. On the fakes it
+    is R2, which R3GAN adds to R1 (Huang et al. 2024, sec. 2.2)."""
     grad = _input_gradients(score_fn, real)
     return grad.pow(2).flatten(1).sum(dim=1).mean()
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.adversarial import AdversarialLoss
+from genlab.adversarial import AdversarialLoss, DiffAugmentOp
 from genlab.data import DataName, FitMode
 from genlab.diffusion import FlowTime, LossWeighting, Prediction, Process, Schedule, Spacing, Variance
 from genlab.nn import AttentionKernel, CompileMode, DiscriminatorArch, GeneratorArch, Pool, TimeInjection
@@ -189,8 +189,11 @@ class GANConfig:
     loss: AdversarialLoss = AdversarialLoss.hinge
     lambda_gp: float = 0.0  # WGAN-GP weight (10 in Gulrajani et al.)
     lambda_r1: float = 0.0  # R1 weight gamma: adds gamma / 2 * ||grad D(x)||^2 on reals
+    lambda_r2: float = 0.0  # R2: the same on fakes (R3GAN: lambda_r1 = lambda_r2 with loss=relativistic)
     r1_every: int = 16  # lazy R1 (StyleGAN2): every k discriminator steps, weighted by k
     lambda_pixel: float = 1.0  # U-Net discriminator: weight of the per-pixel adversarial terms
+    # DiffAugment (Zhao et al. 2020) on everything D sees, real and fake, in both steps: [color, translation, cutout]
+    diffaugment: List[DiffAugmentOp] = field(default_factory=list)
     d_steps: int = 1  # discriminator steps (batches) per generator step
     g_optim: AdamConfig = field(default_factory=AdamConfig)
     d_optim: AdamConfig = field(default_factory=AdamConfig)  # TTUR: give D its own (often larger) lr

@@ -171,7 +171,7 @@ def validate_gan(cfg: DictConfig) -> None:
     g = cfg.gan
     for key in ("latent_dim", "g_channels", "d_channels", "d_num_res_blocks", "r1_every", "d_steps"):
         _check(g[key] > 0, f"gan.{key}", g[key], "a positive integer")
-    for key in ("lambda_gp", "lambda_r1", "lambda_pixel", "collapse_threshold"):
+    for key in ("lambda_gp", "lambda_r1", "lambda_r2", "lambda_pixel", "collapse_threshold"):
         _check(g[key] >= 0, f"gan.{key}", g[key], ">= 0")
     for name in ("g_optim", "d_optim"):
         optim = g[name]

@@ -5,6 +5,8 @@ The samplers take a `cond_fn(x_t, t) -> s * grad_{x_t} log p_phi(y | x_t)` and a
 
 - DDPM (Algorithm 1): the reverse-step mean moves by Sigma * cond_fn, mu + s Sigma grad log p(y | x_t).
 - DDIM (Algorithm 2): eps_hat = eps - sqrt(1 - abar_t) * cond_fn, then the usual DDIM step with eps_hat.
+- The ODE solvers of any process: the same eps_hat on the process's VP view (denoiser.py); a flow or EDM model reads
+  a VP-trained classifier at the timestep of equal log-SNR (`at_matching_noise`).
 
 The samplers run under `torch.no_grad()`; only `cond_fn` turns gradients back on, for one backward pass through the
 classifier per step. Plain torch: this file never imports lightning and never owns a network.
@@ -41,6 +43,21 @@ def classifier_grad_fn(log_prob_fn: LogProbFn, y: Tensor, scale: float) -> CondF
         return scale * grad
 
     return cond_fn
+
+
+def at_matching_noise(log_prob_fn: LogProbFn, lambda_of: Callable[[Tensor], Tensor],
+                      classifier_time_of: Callable[[Tensor], Tensor]) -> LogProbFn:
+    """A noise-aware classifier trained on a VP process, read at another process's times (flow, EDM): the solvers
+    guide the process's VP sample x = alpha x~, which is distributed as the classifier's x_t' at the time t' of the
+    same log-SNR lambda. `lambda_of(t)`: the process's lambda at its times; `classifier_time_of(lambda)`: the
+    classifier's (fractional) timestep of that lambda."""
+
+    def log_prob(x_t: Tensor, t: Tensor, y: Tensor) -> Tensor:
+        lam = lambda_of(t.detach().double().cpu())
+        t_classifier = classifier_time_of(lam).to(device=x_t.device, dtype=torch.float32)
+        return log_prob_fn(x_t, t_classifier, y)
+
+    return log_prob
 
 
 def guided_mean(mean: Tensor, variance: Tensor, grad: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from torch import Tensor
 from genlab.build import build_diffusion, build_unet
 from genlab.config import from_container
 from genlab.diffusion import Denoiser, SamplerSettings, Steering, generate, resolve_settings
+from genlab.diffusion.classifier_guidance import at_matching_noise
 from genlab.errors import GenlabError
 from genlab.models.optim import adamw_with_warmup, scaled_lr
 from genlab.models.sample_shares import balanced_labels, grid_share
@@ -145,17 +146,18 @@ class DiffusionModule(L.LightningModule):
                               "Train one with model.conditional=true (e.g. experiment=cfg_digits), or use classifier=PATH.")
         if (settings.guidance != 0 or settings.classifier_scale != 0) and not has_labels:
             raise GenlabError("guidance needs the classes to steer towards: add classes=0,1,2,...")
-        if settings.classifier_scale != 0 and not self.diffusion.discrete_samplers:
-            raise GenlabError("classifier guidance uses a noise-aware classifier trained on DDPM's VP timesteps; this "
-                              "model's process is another (flow). Use CFG (guidance=W) with a conditional model.")
         if settings.classifier_scale != 0 and not has_classifier:
             raise GenlabError("classifier_scale needs classifier=PATH, a checkpoint of experiment=classifier_*.")
 
     def steering(self, settings: SamplerSettings, labels: Tensor | None, classifier: Any = None) -> Steering:
         """What guidance needs besides its strengths (labels, null class, classifier), checked (check_guidance)."""
         self.check_guidance(settings, labels is not None, classifier is not None)
+        log_prob = classifier.log_prob if classifier is not None else None
+        if log_prob is not None and not self.diffusion.discrete_samplers:  # flow, EDM: the VP classifier's times
+            classifier_schedule = classifier.diffusion.schedule()
+            log_prob = at_matching_noise(log_prob, self.diffusion.schedule().lambda_, classifier_schedule.t_of_lambda)
         return Steering(labels=labels, null_class=self.unet.null_class if self.conditional else None,
-                        classifier_log_prob=classifier.log_prob if classifier is not None else None)
+                        classifier_log_prob=log_prob)
 
     @torch.no_grad()
     def sample(

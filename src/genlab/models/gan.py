@@ -17,7 +17,14 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from genlab.adversarial import batch_diversity, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from genlab.adversarial import (
+    batch_diversity,
+    diff_augment,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    r1_penalty,
+)
 from genlab.build import build_discriminator, build_generator
 from genlab.config import from_container
 from genlab.errors import GenlabError
@@ -82,12 +89,20 @@ class GANModule(L.LightningModule):
         z = torch.randn(n * world, self.latent_dim, device=self.device, generator=generator)
         return z[rank::world]
 
+    def augment(self, x: Tensor) -> Tensor:
+        """What the discriminator sees of x: x itself, or its DiffAugment copy (gan.diffaugment)."""
+        policy = self.cfg.gan.diffaugment
+        return diff_augment(x, list(policy)) if policy else x
+
     def discriminator_terms(self, real: Tensor, fake: Tensor, y: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """The discriminator's weighted loss and its named terms, plus mean D(x) and D(G(z)) for the logs."""
         gan = self.cfg.gan
+        real, fake = self.augment(real), self.augment(fake)
         real_out, fake_out = self.discriminator(real, y), self.discriminator(fake, y)
         terms = {"adv": discriminator_loss(self.loss_name, real_out.logits, fake_out.logits)}
-        weights = {"adv": 1.0, "adv_pixel": gan.lambda_pixel, "gp": gan.lambda_gp, "r1": 0.5 * gan.lambda_r1 * gan.r1_every}
+        lazy = gan.r1_every
+        weights = {"adv": 1.0, "adv_pixel": gan.lambda_pixel, "gp": gan.lambda_gp, "r1": 0.5 * gan.lambda_r1 * lazy,
+                   "r2": 0.5 * gan.lambda_r2 * lazy}
         if real_out.pixel_logits is not None:
             terms["adv_pixel"] = discriminator_loss(self.loss_name, real_out.pixel_logits, fake_out.pixel_logits)
 
@@ -99,17 +114,24 @@ class GANModule(L.LightningModule):
         if gan.lambda_r1 > 0 and self.d_updates % gan.r1_every == 0:
             # Lazy regularisation (Karras et al. 2020): every k steps, weighted by k to keep the same strength.
             terms["r1"] = r1_penalty(score_fn, real)
+        if gan.lambda_r2 > 0 and self.d_updates % gan.r1_every == 0:
+            terms["r2"] = r1_penalty(score_fn, fake)
         loss = sum(weights[name] * value for name, value in terms.items())
         stats = {"real": real_out.logits.mean().detach(), "fake": fake_out.logits.mean().detach()}
         return loss, {**terms, **stats}
 
-    def generator_terms(self, fake: Tensor, y: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
-        """The generator's weighted loss and its named terms."""
-        out = self.discriminator(fake, y)
-        terms = {"adv": generator_loss(self.loss_name, out.logits)}
+    def generator_terms(self, fake: Tensor, y: Tensor | None, real: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generator's weighted loss and its named terms; `real`: the batch the relativistic loss pairs with."""
+        out = self.discriminator(self.augment(fake), y)
+        real_out = None
+        if self.loss_name == "relativistic":
+            with torch.no_grad():  # D is frozen in this step; the reals only set the bar
+                real_out = self.discriminator(self.augment(real), y)
+        terms = {"adv": generator_loss(self.loss_name, out.logits, real_out.logits if real_out is not None else None)}
         loss = terms["adv"]
         if out.pixel_logits is not None:
-            terms["adv_pixel"] = generator_loss(self.loss_name, out.pixel_logits)
+            real_pixels = real_out.pixel_logits if real_out is not None else None
+            terms["adv_pixel"] = generator_loss(self.loss_name, out.pixel_logits, real_pixels)
             loss = loss + self.cfg.gan.lambda_pixel * terms["adv_pixel"]
         return loss, terms
 
@@ -158,7 +180,7 @@ class GANModule(L.LightningModule):
             # Generator: toggling freezes D's parameters, so only G gets gradients.
             self.toggle_optimizer(opt_g)
             fake = self.generator(self.draw_latents(n), y)
-            g_loss, g_terms = self.generator_terms(fake, y)
+            g_loss, g_terms = self.generator_terms(fake, y, real)
             g_norm = self._update(opt_g, g_loss, self.generator, "generator")
             self.untoggle_optimizer(opt_g)
             diversity = batch_diversity(fake, real)
