@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import SHARED_DATA, TINY
 from genlab.build import build_datamodule, resolve_data_keys
 from genlab.cli import main
+from genlab.commands.eval_folder import split_config
 from genlab.config import load_config
 from genlab.metrics.reference import split_images
 
@@ -65,3 +66,12 @@ def test_folder_scoring_needs_a_dataset_and_one_source(tmp_path: Path, capsys: p
     assert "needs the dataset to compare with: data=NAME" in capsys.readouterr().err
     assert main(["eval", f"samples={tmp_path}", "ckpt=x.ckpt"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file(),
+                    reason="real MNIST not at ../shared/data/MNIST/raw/")
+def test_a_split_at_any_resolution_is_not_refused_for_the_default_networks_layout() -> None:
+    """data=mnist28 with the default experiment's U-Net (attention at 8x8, which 28 px never reaches): the split's
+    config is about the data only (benchmarks/time_to_quality.py and families.py score their samples this way)."""
+    cfg = split_config({"data": "mnist28", "data.root": str(SHARED_DATA)})
+    assert (cfg.data.resolution, cfg.data.channels) == (28, 1)

@@ -31,7 +31,9 @@ def split_config(data: dict[str, str]) -> DictConfig:
     if "data" not in data:
         raise GenlabError("samples=DIR needs the dataset to compare with: data=NAME (digits, mnist, cifar10, ...), "
                           "and data.root=PATH where it lives.")
-    cfg = load_config(data)
+    # Only the data block matters here: a one-level U-Net without attention fits any resolution, so the default
+    # experiment's network never refuses a split (its layout is checked when the config loads).
+    cfg = load_config({"unet.channel_mult": "[1]", "unet.attention_resolutions": "[]", **data})
     datamodule = build_datamodule(cfg)
     datamodule.check_available()
     resolve_data_keys(cfg, datamodule)
