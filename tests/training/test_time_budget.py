@@ -46,3 +46,15 @@ def test_a_run_stops_at_its_budget_and_a_resumed_one_spends_only_the_rest(tmp_pa
                  f"run_dir={run}"]) == 0
     assert record(run)["steps"] > first["steps"] + 1
     assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == record(run)["steps"]
+
+
+def test_a_gan_run_keeps_its_time_checkpoints_too(tmp_path: Path) -> None:
+    """Manual optimisation (the GAN): Lightning's ModelCheckpoint saves by steps only there, so the time-step
+    checkpoints of callbacks.checkpoint.every_n_minutes come from genlab's own TimeCheckpoint."""
+    run = tmp_path / "gan"
+    assert main(["train", "experiment=gan_digits", "gan.latent_dim=8", "gan.g_channels=8", "gan.d_channels=8",
+                 "data.batch_size=16", *BUDGET[:3], "trainer.max_time=0.05", "callbacks.checkpoint.every_n_minutes=0.02",
+                 f"run_dir={run}"]) == 0
+    steps = record(run)["steps"]
+    timed = [read_checkpoint(p)["global_step"] for p in sorted((run / "checkpoints").glob("time-step*.ckpt"))]
+    assert len(timed) >= 1 and all(0 < step <= steps for step in timed), timed

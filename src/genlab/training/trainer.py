@@ -6,7 +6,7 @@ import datetime
 import sys
 
 import lightning as L
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
@@ -25,6 +25,7 @@ from genlab.training.callbacks.posthoc_ema import PostHocEMA
 from genlab.training.callbacks.power_ema import PowerEMAWeightAveraging
 from genlab.training.callbacks.resume_state import ResumeState
 from genlab.training.callbacks.run_record import KeepRunRecord
+from genlab.training.callbacks.time_checkpoint import TimeCheckpoint
 from genlab.training.loggers import build_loggers
 
 
@@ -62,11 +63,8 @@ def build_callbacks(cfg: DictConfig, record: RunRecord, scorer: ClassifierModule
     callbacks.append(StepCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
                                     every_n_train_steps=cb.checkpoint.every_n_steps))
     callbacks.append(FinalCheckpoint(run.last_ckpt, every_n_steps=cb.checkpoint.every_n_steps))
-    if cb.checkpoint.every_n_minutes is not None:
-        # Kept, not rotated: the states at 5, 10, 20 minutes of a time-to-quality run (Lightning's train_time_interval).
-        interval = datetime.timedelta(minutes=cb.checkpoint.every_n_minutes)
-        callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, filename="time-step{step:07d}", save_top_k=-1,
-                                         auto_insert_metric_name=False, train_time_interval=interval))
+    if cb.checkpoint.every_n_minutes is not None:  # kept, not rotated: the states at 5, 10, 20 minutes
+        callbacks.append(TimeCheckpoint(run.checkpoints, cb.checkpoint.every_n_minutes))
     if cb.checkpoint.save_top_k != 0:
         callbacks.append(
             FiniteModelCheckpoint(
