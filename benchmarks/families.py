@@ -266,7 +266,7 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
         training["torchcfm"] = peer_training(args.work)
     shown = [*runs, *(["torchcfm"] if "torchcfm" in sampled else [])]
 
-    figure, axes = plt.subplots(figsize=(5, 3.5))
+    figure, axes = plt.subplots(figsize=(7.5, 3.5))
     for name in shown:
         minutes = [q * args.minutes / 20 for q in QUARTERS if f"at{q}" in fid[name]] + [args.minutes]
         values = [fid[name][f"at{q}"] for q in QUARTERS if f"at{q}" in fid[name]] + [fid[name]["seed0"]]
@@ -274,7 +274,7 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
         axes.plot(minutes, values, marker="o", label=label, linestyle="-" if name in runs else "--")
     axes.set(xlabel="training minutes (one core)", ylabel="FID (judge features)", yscale="log",
              title="MNIST 28x28: FID against training time")
-    axes.legend()
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(out / f"{stem}.png", dpi=120, metadata=FIGURE_MARK)
     plt.close(figure)
