@@ -32,6 +32,20 @@ def test_both_conventions_give_the_same_images(cfg_ckpt: Path, tmp_path: Path) -
     assert (tmp_path / "w.png").read_bytes() == (tmp_path / "s.png").read_bytes()
 
 
+
+def test_the_guidance_interval_from_the_command_line(cfg_ckpt: Path, tmp_path: Path) -> None:
+    """guidance_sigma_min/max on `genlab sample`: an interval holding every step is plain CFG, one holding none the
+    unguided model (the same PNG bytes)."""
+    common = ["sample", f"ckpt={cfg_ckpt}", "sampler=dpmpp_2m", "steps=3", "classes=[1,2]", "per_class=2"]
+    runs = {"cfg": ["guidance=2.0"], "plain": ["guidance=0"],
+            "all": ["guidance=2.0", "guidance_sigma_min=1e-9", "guidance_sigma_max=1e9"],
+            "none": ["guidance=2.0", "guidance_sigma_min=1e8", "guidance_sigma_max=1e9"]}
+    for name, extra in runs.items():
+        assert main([*common, *extra, f"out={tmp_path / name}.png"]) == 0
+    png = {name: (tmp_path / f"{name}.png").read_bytes() for name in runs}
+    assert png["all"] == png["cfg"] and png["none"] == png["plain"] and png["cfg"] != png["plain"]
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -39,6 +53,7 @@ def test_both_conventions_give_the_same_images(cfg_ckpt: Path, tmp_path: Path) -
         (["classes=0,12"], "0..9"),
         (["guidance=1", "guidance_scale=2", "classes=1"], "not both"),
         (["classifier_scale=2", "classes=1"], "classifier=PATH"),
+        (["guidance=1", "classes=1", "guidance_sigma_min=3", "guidance_sigma_max=1"], "need 0 <= min <= max"),
     ],
 )
 def test_bad_guidance_arguments_exit_2(

@@ -56,3 +56,55 @@ def test_two_conventions_are_the_same_guidance() -> None:
     assert guidance_weight() == 0.0
     with pytest.raises(ValueError, match="not both"):
         guidance_weight(guidance=1.0, guidance_scale=2.0)
+
+
+def interval_denoisers() -> dict[str, object]:
+    from genlab.diffusion import EDM, FlowMatching, make_betas
+
+    return {"vp": GaussianDiffusion(make_betas("linear", 1000)), "flow": FlowMatching(1000), "edm": EDM(1000)}
+
+
+@pytest.mark.parametrize("process", ["vp", "flow", "edm"])
+def test_the_guidance_interval_is_cfg_inside_and_the_conditional_model_outside(process: str) -> None:
+    """Kynkaanniemi et al. 2024: CFG only where sigma / alpha lies in the interval. An interval holding every step
+    is plain CFG exactly, one holding none the unguided conditional model exactly (and only B-sample forwards)."""
+    from genlab.diffusion import SamplerSettings, Steering, generate
+
+    diffusion = interval_denoisers()[process]
+    batches: list[int] = []
+
+    def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # a toy conditional network
+        batches.append(x.shape[0])
+        return 0.3 * x + 0.1 * (y.view(-1, 1, 1, 1).float() - 4.5)
+
+    sampler = "dpmpp_2m"
+    base = SamplerSettings(name=sampler, steps=6, clip=False)
+    steering = Steering(labels=torch.tensor([1, 7, 3]), null_class=10)
+
+    def draw(**settings: float) -> torch.Tensor:
+        batches.clear()
+        return generate(diffusion, net, 3, (1, 4, 4), base.override(**settings), steering=steering, seed=0)
+
+    plain = draw(guidance=0.0)
+    cfg = draw(guidance=2.0)
+    assert set(batches) == {6}  # 2B every step
+    everywhere = draw(guidance=2.0, guidance_sigma_min=1e-9, guidance_sigma_max=1e9)
+    nowhere = draw(guidance=2.0, guidance_sigma_min=1e8, guidance_sigma_max=1e9)
+    assert set(batches) == {3}  # outside the interval: the conditional network alone, B samples
+    torch.testing.assert_close(everywhere, cfg, rtol=0, atol=0)
+    torch.testing.assert_close(nowhere, plain, rtol=0, atol=0)
+    middle = draw(guidance=2.0, guidance_sigma_min=0.3, guidance_sigma_max=5.0)
+    assert set(batches) == {3, 6}  # guided at the middle noise levels only
+    assert (middle - cfg).abs().max() > 1e-4 and (middle - plain).abs().max() > 1e-4
+
+
+def test_the_guidance_interval_is_checked_and_recorded() -> None:
+    from genlab.diffusion import SamplerSettings
+    from genlab.errors import GenlabError
+
+    settings = SamplerSettings(name="ddim", guidance=1.0).override(guidance_sigma_min=0.28, guidance_sigma_max=5.42)
+    assert settings.guided_at(1.0) and not settings.guided_at(0.1) and not settings.guided_at(6.0)
+    assert settings.describe(1000)["guidance_interval"] == [0.28, 5.42]
+    assert "guidance_interval" not in SamplerSettings(name="ddim", guidance=1.0).describe(1000)
+    with pytest.raises(GenlabError, match="guidance_sigma_min=5.0, guidance_sigma_max=1.0: need 0 <= min <= max"):
+        settings.override(guidance_sigma_min=5.0, guidance_sigma_max=1.0).check(1000)

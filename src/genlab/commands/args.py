@@ -54,6 +54,8 @@ class SamplerArgs:
     variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde
     clip: Optional[bool] = None  # clamp the predicted x0 to [-1, 1] at every step
     guidance: Optional[float] = None  # CFG weight w of a conditional model: eps~ = (1 + w) eps(c) - w eps(null)
+    guidance_sigma_min: Optional[float] = None  # the guidance interval: CFG where sigma / alpha lies in [min, max]
+    guidance_sigma_max: Optional[float] = None
     s_churn: Optional[float] = None  # heun: Karras et al.'s Algorithm 2 when > 0, with s_tmin, s_tmax, s_noise
     s_tmin: Optional[float] = None
     s_tmax: Optional[float] = None

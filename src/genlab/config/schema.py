@@ -213,6 +213,8 @@ class SamplerConfig:
     variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
     clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
+    guidance_sigma_min: float = 0.0  # CFG only where sigma / alpha lies in [min, max] (Kynkaanniemi et al. 2024)
+    guidance_sigma_max: float = math.inf
     s_churn: float = 0.0  # heun only: Karras et al.'s Algorithm 2 when > 0 (their ImageNet: 40, 0.05, 50, 1.003)
     s_tmin: float = 0.0
     s_tmax: float = math.inf

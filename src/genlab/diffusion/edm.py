@@ -101,6 +101,10 @@ class EDM(nn.Module):
         lo, hi = self._log_range
         return torch.exp(lo + t.double() / self.num_timesteps * (hi - lo))
 
+    def sigma_of_network_time(self, t: Tensor) -> Tensor:
+        """sigma [B] at the network's time input (EDM's sigma is already sigma / alpha)."""
+        return self.sigma_of(t.detach().cpu())
+
     def preconditioning(self, sigma: Tensor | float) -> tuple[Any, Any, Any]:
         """(c_skip, c_out, c_in) of Table 1 (EDM column)."""
         sd2 = self.sigma_data**2

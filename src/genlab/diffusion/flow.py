@@ -143,6 +143,11 @@ class FlowMatching(nn.Module):
             self._schedule = FlowSchedule(self.num_timesteps, self.shift)
         return self._schedule
 
+    def sigma_of_network_time(self, t: Tensor) -> Tensor:
+        """sigma / alpha = t / (1 - t) [B] at the network's time input t T."""
+        u = t.detach().double().cpu() / self.num_timesteps
+        return u / (1.0 - u)
+
     def network_input(self, x: Tensor, t: Tensor, p: GridPoint) -> tuple[Tensor, Tensor]:
         """The flow sample x_t = (alpha + sigma)^-1 x_vp (s_t = 1 / (alpha + sigma)) and the network time t T."""
         return x / (p.alpha + p.sigma), t.to(torch.float32) * self.num_timesteps

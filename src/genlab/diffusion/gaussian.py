@@ -156,6 +156,13 @@ class GaussianDiffusion(nn.Module):
         """alpha, sigma and lambda at fractional t, for the ODE solvers (float64 from the betas)."""
         return VPSchedule.from_diffusion(self)
 
+    def sigma_of_network_time(self, t: Tensor) -> Tensor:
+        """sigma / alpha [B] at the network's time input (the model time, fractional or not): the noise level that
+        the guidance interval reads."""
+        if getattr(self, "_vp_schedule", None) is None:
+            self._vp_schedule = self.schedule()
+        return self._vp_schedule.sigma_ve(t.detach().double().cpu())
+
     def network_input(self, x: Tensor, t: Tensor, p: GridPoint) -> tuple[Tensor, Tensor]:
         """The network sees the VP sample and the model time as they are."""
         return x, t

@@ -5,6 +5,7 @@ Guidance is built here only: the CFG wrapper around the network and the classifi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,9 +33,11 @@ class Steering:
 
 
 def guided_functions(
-    model_fn: Callable[..., Tensor], settings: SamplerSettings, steering: Steering, start: int, b: int
+    model_fn: Callable[..., Tensor], settings: SamplerSettings, steering: Steering, start: int, b: int,
+    sigma_of: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Callable[..., Tensor], dict, CondFn | None]:
-    """The model_fn, its kwargs and the classifier cond_fn for samples [start, start + b)."""
+    """The model_fn, its kwargs and the classifier cond_fn for samples [start, start + b). `sigma_of(t)`: the noise
+    level sigma / alpha at the network's time input, which the guidance interval reads."""
     if steering.labels is None:
         return model_fn, {}, None
     y = steering.labels[start : start + b]
@@ -43,7 +46,12 @@ def guided_functions(
         cond_fn = classifier_grad_fn(steering.classifier_log_prob, y, settings.classifier_scale)
     if steering.null_class is None:  # unconditional network: labels only steer the classifier
         return model_fn, {}, cond_fn
-    return classifier_free_guidance(model_fn, settings.guidance, steering.null_class), {"y": y}, cond_fn
+    guided_at = None
+    interval = settings.guidance_sigma_min > 0 or math.isfinite(settings.guidance_sigma_max)
+    if interval and sigma_of is not None:  # every sample of a solver's batch is at the same t
+        guided_at = lambda t: settings.guided_at(float(sigma_of(t[:1])[0]))  # noqa: E731
+    guided = classifier_free_guidance(model_fn, settings.guidance, steering.null_class, guided_at)
+    return guided, {"y": y}, cond_fn
 
 
 def generate(
@@ -78,7 +86,8 @@ def generate(
         b = min(batch_size, n - start)
         shape = (b, *image_shape)
         x_T = torch.randn(shape, generator=generator, device=device)
-        fn, model_kwargs, cond_fn = guided_functions(net, settings, steering, start, b)
+        fn, model_kwargs, cond_fn = guided_functions(net, settings, steering, start, b,
+                                                     diffusion.sigma_of_network_time)
         denoiser = Denoiser(fn, diffusion, model_kwargs=model_kwargs, cond_fn=cond_fn)
         x0 = settings.entry.run(denoiser, x_T, settings, generator=generator, progress=False)
         if not bool(torch.isfinite(x0).all()):

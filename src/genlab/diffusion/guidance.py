@@ -32,17 +32,19 @@ def cfg_combine(eps_cond: Tensor, eps_uncond: Tensor, w: float) -> Tensor:
     return (1.0 + w) * eps_cond - w * eps_uncond
 
 
-def classifier_free_guidance(model_fn: ModelFn, w: float, null_class: int) -> ModelFn:
+def classifier_free_guidance(model_fn: ModelFn, w: float, null_class: int,
+                             guided_at: Callable[[Tensor], bool] | None = None) -> ModelFn:
     """Wrap a class-conditional `model_fn(x, t, y=...)` into a guided one with weight w.
 
     The conditional and the unconditional pass run as one batched forward of 2B samples.
-    With w == 0 the wrapper is the conditional model itself (no extra forward).
+    With w == 0, or where `guided_at(t)` says no (the guidance interval), the wrapper is the conditional model
+    itself (one forward of B samples).
     """
 
     def guided(x: Tensor, t: Tensor, y: Tensor | None = None, **kwargs: object) -> Tensor:
         if y is None:
             raise ValueError("classifier-free guidance needs class labels y")
-        if w == 0:
+        if w == 0 or (guided_at is not None and not guided_at(t)):
             return model_fn(x, t, y=y, **kwargs)
         null = torch.full_like(y, null_class)
         eps = model_fn(torch.cat([x, x]), torch.cat([t, t]), y=torch.cat([y, null]), **kwargs)  # [2B, C, H, W]

@@ -21,7 +21,8 @@ from genlab.errors import GenlabError
 # The sampler settings every caller may give (the run config's `sampler` block, sample/eval arguments, table cells,
 # the API), by the names SamplerSettings uses; `sampler` is the name of `name` on a command line.
 SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "variance", "clip", "guidance",
-                                   "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise")
+                                   "guidance_sigma_min", "guidance_sigma_max", "classifier_scale", "s_churn", "s_tmin",
+                                   "s_tmax", "s_noise")
 # Read by some samplers only (SamplerEntry.reads): naming them with another is an error, not a silent no-op.
 OPTIONAL_SETTINGS = ("eta", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -37,6 +38,10 @@ class SamplerSettings:
     variance: Variance | None = None  # DDPM: sigma_t^2 = beta or beta_tilde; None: the model's own
     clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # classifier-free guidance weight w: eps~ = (1 + w) eps(c) - w eps(null)
+    # The guidance interval (Kynkaanniemi et al. 2024): CFG only where the noise level sigma / alpha lies in
+    # [guidance_sigma_min, guidance_sigma_max]; elsewhere the plain conditional network, in one B batch
+    guidance_sigma_min: float = 0.0
+    guidance_sigma_max: float = math.inf
     classifier_scale: float = 0.0  # classifier guidance s: eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
     # Heun: Karras et al.'s stochastic sampler (Algorithm 2) when s_churn > 0: the noise of every point with
     # sigma / alpha in [s_tmin, s_tmax] is raised by gamma = min(s_churn / steps, sqrt(2) - 1), with noise * s_noise
@@ -52,7 +57,8 @@ class SamplerSettings:
                    spacing=Spacing(block["spacing"]) if block["spacing"] is not None else None,
                    variance=Variance(block["variance"]) if block["variance"] is not None else None,
                    clip=bool(block["clip"]), guidance=float(block["guidance"]),
-                   **{k: float(block[k]) for k in ("s_churn", "s_tmin", "s_tmax", "s_noise") if k in block})
+                   **{k: float(block[k]) for k in ("guidance_sigma_min", "guidance_sigma_max", "s_churn", "s_tmin",
+                                                   "s_tmax", "s_noise") if k in block})
 
     def override(self, **given: Any) -> "SamplerSettings":
         """A copy with the given settings; None means "not given". A new sampler name starts from that sampler's
@@ -75,7 +81,8 @@ class SamplerSettings:
             for key in OPTIONAL_SETTINGS:
                 if key not in entry.reads:
                     given.setdefault(key, getattr(defaults, key))
-        for key in ("eta", "guidance", "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise"):
+        for key in ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "classifier_scale", "s_churn",
+                    "s_tmin", "s_tmax", "s_noise"):
             if key in given:
                 given[key] = float(given[key])
         return dataclasses.replace(self, **given)
@@ -109,7 +116,15 @@ class SamplerSettings:
             raise GenlabError(f"{prefix}eta={self.eta} applies to sampler={readers} only; sampler={self.name} does "
                               "not read it.")
         self.check_churn(prefix)
+        lo, hi = self.guidance_sigma_min, self.guidance_sigma_max
+        if not (0 <= lo <= hi) or math.isnan(hi):
+            raise GenlabError(f"{prefix}guidance_sigma_min={lo}, guidance_sigma_max={hi}: need 0 <= min <= max (the "
+                              "noise levels sigma / alpha where CFG applies; max may be inf).")
         return self
+
+    def guided_at(self, sigma: float) -> bool:
+        """Whether CFG applies at noise level sigma / alpha: inside the guidance interval, with a weight."""
+        return self.guidance != 0 and self.guidance_sigma_min <= sigma <= self.guidance_sigma_max
 
     def check_churn(self, prefix: str = "") -> None:
         """The ranges of Algorithm 2's settings; s_churn > 0 only for a sampler that reads it."""
@@ -164,6 +179,8 @@ class SamplerSettings:
         out: dict[str, Any] = {"name": str(self.name), "steps": self.nfe(num_timesteps),
                                "eta": self.eta if "eta" in reads else None,
                                "spacing": str(self.grid), "guidance": self.guidance}
+        if self.guidance and (self.guidance_sigma_min > 0 or math.isfinite(self.guidance_sigma_max)):
+            out["guidance_interval"] = [self.guidance_sigma_min, self.guidance_sigma_max]
         if "variance" in reads:
             out["variance"] = str(self.variance or model_variance)
         if self.classifier_scale:

@@ -50,6 +50,8 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "s_tmax": (int, float),
     "s_noise": (int, float),
     "guidance": (int, float),  # CFG weight w
+    "guidance_sigma_min": (int, float),  # the guidance interval in sigma / alpha (Kynkaanniemi et al. 2024)
+    "guidance_sigma_max": (int, float),
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
     "sigma_rel": (int, float),  # the EMA length, rebuilt after training from the run's post-hoc EMA snapshots
 }
