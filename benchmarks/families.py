@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,7 +38,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from time_to_quality import (  # noqa: E402  (benchmarks/ is the script's folder)
-    genlab_cli,
     labelled,
     load_folder,
     mnist_train_loader,
@@ -47,6 +45,8 @@ from time_to_quality import (  # noqa: E402  (benchmarks/ is the script's folder
     score,
     side_by_side,
     timed,
+    train_for_minutes,
+    train_genlab,
     train_judge,
 )
 
@@ -64,19 +64,6 @@ FAMILIES = {  # name -> (experiment, what it is)
 SEEDS = (0, 1, 2)
 NFES = (5, 10, 20)  # DPM-Solver++(2M): one network evaluation per step
 QUARTERS = (5, 10)  # minutes of 20 at which the time checkpoints are scored (scaled to --minutes)
-
-
-def train_family(run: Path, experiment: str, data_root: str, minutes: float) -> Path:
-    """A time-budgeted run of one recipe; a finished run already there is kept."""
-    last = run / "checkpoints" / "last.ckpt"
-    record = run / "run.json"
-    if last.is_file() and "status" not in json.loads(record.read_text()):
-        raise SystemExit(f"{run} is still training (its run.json has no status yet); wait for it, or remove it.")
-    if not last.is_file():
-        genlab_cli(["train", f"experiment={experiment}", f"data.root={data_root}", f"trainer.max_time={minutes}",
-                    f"callbacks.checkpoint.every_n_minutes={max(minutes / 4, 0.05)}",
-                    "trainer.enable_progress_bar=false", f"run_dir={run}"])
-    return last
 
 
 def family_samples(name: str, run: Path, n: int, samples: Path) -> dict[str, object]:
@@ -121,34 +108,18 @@ def train_torchcfm(folder: Path, data_root: str, minutes: float, seed: int = 0) 
     model = torchcfm_model()
     optimizer = torch.optim.Adam(model.parameters())
     matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0)
-    loader = mnist_train_loader(data_root, batch_size=128)
-    marks = [q * minutes / 20 for q in QUARTERS]
-    steps, started = 0, time.monotonic()
 
-    def save(path: Path, seconds: float) -> None:
-        torch.save({"model": model.state_dict(), "steps": steps, "images": steps * 128, "seconds": seconds}, path)
+    def step(images: torch.Tensor) -> float:
+        x1 = images * 2 - 1
+        t, xt, ut = matcher.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
+        loss = torch.mean((model(t, xt) - ut) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
 
-    done = False
-    while not done:
-        for images, _ in loader:
-            x1 = images * 2 - 1
-            t, xt, ut = matcher.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
-            loss = torch.mean((model(t, xt) - ut) ** 2)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            elapsed = time.monotonic() - started
-            while marks and elapsed >= marks[0] * 60:
-                save(folder / f"at_{marks.pop(0):g}min.pt", elapsed)
-            if steps % 100 == 0:
-                print(f"torchcfm: step {steps}, {elapsed:.0f} s, loss {loss.item():.4f}", flush=True)
-            if elapsed >= minutes * 60:
-                done = True
-                break
-    save(final, time.monotonic() - started)
-    print(f"torchcfm: trained {steps} steps in {minutes} min", flush=True)
-    return final
+    return train_for_minutes("torchcfm", folder, mnist_train_loader(data_root, batch_size=128), step,
+                             lambda: {"model": model.state_dict()}, minutes, [q * minutes / 20 for q in QUARTERS])
 
 
 @torch.no_grad()
@@ -243,7 +214,7 @@ def main() -> None:
     judge = args.judge or train_judge(work, args.data_root, args.quick)
     runs = {name: work / name for name in names}
     for name, run in runs.items():  # one after the other: the budgets never overlap
-        train_family(run, FAMILIES[name][0], args.data_root, args.minutes)
+        train_genlab(run, args.data_root, args.minutes, [], experiment=FAMILIES[name][0])
     if not args.no_peer:
         train_torchcfm(work / "torchcfm", args.data_root, args.minutes)
     samples = work / "samples"

@@ -88,15 +88,15 @@ def train_judge(work: Path, data_root: str, quick: bool) -> Path:
     return run / "checkpoints" / "last.ckpt"
 
 
-def train_genlab(run: Path, data_root: str, minutes: float, overrides: list[str]) -> Path:
-    """A time-budgeted run of the recipe; an existing finished run of it is kept."""
+def train_genlab(run: Path, data_root: str, minutes: float, overrides: list[str], experiment: str = RECIPE) -> Path:
+    """A time-budgeted run of an experiment (the recipe by default); an existing finished run of it is kept."""
     last = run / "checkpoints" / "last.ckpt"
     record = run / "run.json"
     if last.is_file() and "status" not in json.loads(record.read_text()):
         raise SystemExit(f"{run} is still training (its run.json has no status yet); wait for it, or remove it.")
     if not last.is_file():
         every = max(minutes / 4, 0.05)  # the grids at 5, 10, 20 minutes of 20: a checkpoint every 5
-        genlab_cli(["train", f"experiment={RECIPE}", f"data.root={data_root}", f"trainer.max_time={minutes}",
+        genlab_cli(["train", f"experiment={experiment}", f"data.root={data_root}", f"trainer.max_time={minutes}",
                     f"callbacks.checkpoint.every_n_minutes={every}", "trainer.enable_progress_bar=false",
                     f"run_dir={run}", *overrides])
     return last
@@ -125,6 +125,35 @@ def lucidrains_model(sampling_timesteps: int = LUCIDRAINS_NFE) -> torch.nn.Modul
     return GaussianDiffusion(unet, image_size=28, timesteps=1000, sampling_timesteps=sampling_timesteps)
 
 
+def train_for_minutes(name: str, folder: Path, loader: torch.utils.data.DataLoader, step, state, minutes: float,
+                      marks: list[float]) -> Path:
+    """A peer's own training loop for `minutes` of wall clock: `step(images)` takes one optimiser step and returns
+    its loss; `state()` is what to save. Saves at_<m>min.pt at each of `marks` (minutes) and final.pt at the end,
+    each with the steps, images seen and seconds."""
+    final = folder / "final.pt"
+    steps, started, marks = 0, time.monotonic(), list(marks)
+
+    def save(path: Path, seconds: float) -> None:
+        torch.save({**state(), "steps": steps, "images": steps * loader.batch_size, "seconds": seconds}, path)
+
+    done = False
+    while not done:
+        for images, _ in loader:
+            loss = step(images)
+            steps += 1
+            elapsed = time.monotonic() - started
+            while marks and elapsed >= marks[0] * 60:
+                save(folder / f"at_{marks.pop(0):g}min.pt", elapsed)
+            if steps % 100 == 0:
+                print(f"{name}: step {steps}, {elapsed:.0f} s, loss {loss:.4f}", flush=True)
+            if elapsed >= minutes * 60:
+                done = True
+                break
+    save(final, time.monotonic() - started)
+    print(f"{name}: trained {steps} steps in {minutes} min", flush=True)
+    return final
+
+
 def train_lucidrains(folder: Path, data_root: str, minutes: float, seed: int = 0) -> Path:
     """lucidrains' GaussianDiffusion trained for `minutes` of wall clock, as its Trainer would (Adam, clipping, EMA);
     saves its state at each of MARKS and at the end."""
@@ -138,34 +167,19 @@ def train_lucidrains(folder: Path, data_root: str, minutes: float, seed: int = 0
     diffusion = lucidrains_model()
     ema = EMA(diffusion, beta=0.995, update_every=10)
     optimizer = torch.optim.Adam(diffusion.parameters(), lr=2e-4, betas=(0.9, 0.99))
-    loader = mnist_train_loader(data_root, batch_size=64)
-    marks = [m * minutes / MARKS[-1] for m in MARKS[:-1]]
-    steps, started = 0, time.monotonic()
 
-    def save(path: Path, seconds: float) -> None:
-        torch.save({"ema": ema.ema_model.state_dict(), "steps": steps, "images": steps * 64, "seconds": seconds}, path)
+    def step(images: torch.Tensor) -> float:
+        loss = diffusion(images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(diffusion.parameters(), 1.0)
+        optimizer.step()
+        ema.update()
+        return loss.item()
 
-    done = False
-    while not done:
-        for images, _ in loader:
-            loss = diffusion(images)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(diffusion.parameters(), 1.0)
-            optimizer.step()
-            ema.update()
-            steps += 1
-            elapsed = time.monotonic() - started
-            while marks and elapsed >= marks[0] * 60:
-                save(folder / f"at_{marks.pop(0):g}min.pt", elapsed)
-            if steps % 100 == 0:
-                print(f"lucidrains: step {steps}, {elapsed:.0f} s, loss {loss.item():.4f}", flush=True)
-            if elapsed >= minutes * 60:
-                done = True
-                break
-    save(final, time.monotonic() - started)
-    print(f"lucidrains: trained {steps} steps in {minutes} min", flush=True)
-    return final
+    return train_for_minutes("lucidrains", folder, mnist_train_loader(data_root, batch_size=64), step,
+                             lambda: {"ema": ema.ema_model.state_dict()}, minutes,
+                             [m * minutes / MARKS[-1] for m in MARKS[:-1]])
 
 
 def lucidrains_ema(path: Path) -> tuple[torch.nn.Module, dict]:
