@@ -5,7 +5,6 @@ Guidance is built here only: the CFG wrapper around the network and the classifi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,8 +46,7 @@ def guided_functions(
     if steering.null_class is None:  # unconditional network: labels only steer the classifier
         return model_fn, {}, cond_fn
     guided_at = None
-    interval = settings.guidance_sigma_min > 0 or math.isfinite(settings.guidance_sigma_max)
-    if interval and sigma_of is not None:  # every sample of a solver's batch is at the same t
+    if settings.guidance_interval and sigma_of is not None:  # every sample of a solver's batch is at the same t
         guided_at = lambda t: settings.guided_at(float(sigma_of(t[:1])[0]))  # noqa: E731
     guided = classifier_free_guidance(model_fn, settings.guidance, steering.null_class, guided_at)
     return guided, {"y": y}, cond_fn

@@ -122,6 +122,11 @@ class SamplerSettings:
                               "noise levels sigma / alpha where CFG applies; max may be inf).")
         return self
 
+    @property
+    def guidance_interval(self) -> bool:
+        """Whether CFG is limited to a range of noise levels (either end of the interval set)."""
+        return self.guidance_sigma_min > 0 or math.isfinite(self.guidance_sigma_max)
+
     def guided_at(self, sigma: float) -> bool:
         """Whether CFG applies at noise level sigma / alpha: inside the guidance interval, with a weight."""
         return self.guidance != 0 and self.guidance_sigma_min <= sigma <= self.guidance_sigma_max
@@ -179,7 +184,7 @@ class SamplerSettings:
         out: dict[str, Any] = {"name": str(self.name), "steps": self.nfe(num_timesteps),
                                "eta": self.eta if "eta" in reads else None,
                                "spacing": str(self.grid), "guidance": self.guidance}
-        if self.guidance and (self.guidance_sigma_min > 0 or math.isfinite(self.guidance_sigma_max)):
+        if self.guidance and self.guidance_interval:
             out["guidance_interval"] = [self.guidance_sigma_min, self.guidance_sigma_max]
         if "variance" in reads:
             out["variance"] = str(self.variance or model_variance)
