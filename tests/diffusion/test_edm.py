@@ -1,6 +1,6 @@
 """EDM (Karras et al. 2022): the preconditioning of Table 1 in closed form, the loss as lambda(sigma) |D - x0|^2, the VP
-view, the solvers' orders on a Gaussian toy with the exact denoiser, Algorithm 2, and Euler / DPM-Solver++ against
-diffusers' EDM schedulers."""
+view, the solvers' orders on a Gaussian toy with the exact denoiser, Algorithm 2, Euler / DPM-Solver++ against
+diffusers' EDM schedulers, and Heun against diffusers' Heun on EDM's sigmas."""
 
 from __future__ import annotations
 
@@ -139,3 +139,49 @@ def test_euler_and_dpm_solver_match_diffusers_edm_schedulers(name: str) -> None:
         # up to 1.2e-4 from it, so the two agree to that.
         assert (ours.double() - exact).abs().max() < 1e-6
         assert (ours - x).abs().max() < 2e-4, (name, steps, float((ours - x).abs().max()))
+
+
+def test_heun_matches_diffusers_heun_on_the_edm_grid() -> None:
+    """diffusers has no EDM Heun scheduler; its HeunDiscreteScheduler (x0 output, gamma = 0) run on EDM's Karras sigmas
+    is Algorithm 2 without churn, the deterministic sampler of Karras et al. 2022, and genlab's `heun` must match it."""
+    diffusers = pytest.importorskip("diffusers")
+    w = 0.3 * torch.randn(1, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+
+    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:  # D(x; sigma) of a toy F, the exact one and a conv term,
+        sigma = sigma.double().view(-1, 1, 1, 1)  # computed in float64 so that only the samplers' arithmetic differs
+        c_skip, c_out, c_in = EDM_.preconditioning(sigma)
+        x_in = c_in * x.double()
+        wobble = torch.tanh(torch.nn.functional.conv2d(x_in, w.double(), padding=1))
+        f = exact_f(x_in, EDM_.time_of(sigma.flatten())) + 0.2 * wobble * torch.cos(torch.log(sigma))
+        return (c_skip * x.double() + c_out * f).to(x.dtype)
+
+    def f_of(x_in: Tensor, t_in: Tensor) -> Tensor:  # the same toy as genlab's network sees it
+        sigma = EDM_.sigma_of(t_in.double()).view(-1, 1, 1, 1)
+        c_skip, c_out, c_in = EDM_.preconditioning(sigma)
+        x = x_in.double() / c_in
+        return ((denoiser(x, sigma.flatten()) - c_skip * x) / c_out).to(x_in.dtype)
+
+    def diffusers_heun(noise: Tensor, steps: int) -> Tensor:
+        sigmas = karras_sigmas(0.002, 80.0, steps, 7.0)  # Karras eq. 5, the grid both samplers walk
+        scheduler = diffusers.HeunDiscreteScheduler(prediction_type="sample")
+        scheduler.set_timesteps(steps)
+        layout = torch.cat([sigmas[:1], sigmas[1:].repeat_interleave(2), torch.zeros(1, dtype=torch.float64)])
+        scheduler.sigmas = layout.to(noise.dtype)  # diffusers' layout: [s0, s1, s1, ..., s_{N-1}, s_{N-1}, 0]
+        scheduler.timesteps = layout[:-1].to(noise.dtype)  # opaque step keys; the loop reads sigma from them
+        x = noise * 80.0
+        for key in scheduler.timesteps:
+            x = scheduler.step(denoiser(x, key.double().expand(2)), key, x).prev_sample
+        return x
+
+    for steps in (5, 10, 20):
+        noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(steps))
+        x_vp = noise * 80.0 / math.sqrt(1 + 80.0**2)
+        exact = run_sampler("heun", EDM_, f_of, x_vp.double(), steps=steps, spacing="karras", clip=False)
+        # The same algorithm: in float64 they differ only by the float32 time genlab hands its network (2.5e-7).
+        assert (diffusers_heun(noise.double(), steps) - exact).abs().max() < 1e-6
+        ours = run_sampler("heun", EDM_, f_of, x_vp, steps=steps, spacing="karras", clip=False)
+        theirs = diffusers_heun(noise, steps)
+        # In float32 both are within 1e-5 of that float64 result (7.7e-6 and 6.1e-6 at 5 steps, where rounding
+        # errors are amplified most), so they agree to 2e-5 there and to 1.1e-6 from 10 steps on.
+        assert (ours.double() - exact).abs().max() < 1e-5 and (theirs.double() - exact).abs().max() < 1e-5
+        assert (ours - theirs).abs().max() < (2e-5 if steps == 5 else 2e-6), (steps, float((ours - theirs).abs().max()))
