@@ -35,12 +35,14 @@ class Model:
     def sample(self, n: int = 16, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
                spacing: str | None = None, variance: str | None = None, clip: bool | None = None,
                guidance: float | None = None, guidance_sigma_min: float | None = None,
-               guidance_sigma_max: float | None = None, classes: int | Sequence[int] | None = None,
+               guidance_sigma_max: float | None = None, guide: str | Path | None = None,
+               guide_scale: float | None = None, classes: int | Sequence[int] | None = None,
                classifier: str | Path | None = None, classifier_scale: float = 0.0, seed: int = 0,
                batch_size: int = 256, progress: bool = False) -> Tensor:
         """n images in [-1, 1] ([n, C, H, W], on the CPU). The sampler fields (sampler ... guidance) are those of
-        `genlab sample` and the run's `sampler` block (guidance_sigma_min/max: the guidance interval, where CFG applies);
-        those not given are the checkpoint's. `classes` is one class
+        `genlab sample` and the run's `sampler` block (guidance_sigma_min/max: the guidance interval, where CFG applies;
+        guide, guide_scale: autoguidance by a weaker model, a path or "time-step:5min"); those not given are the
+        checkpoint's. `classes` is one class
         for every sample or one per sample; `classifier` a noise-aware classifier checkpoint for classifier guidance
         with `classifier_scale`."""
         for name, value in (("n", n), ("batch_size", batch_size)):
@@ -48,6 +50,7 @@ class Model:
                 raise GenlabError(f"{name}={value!r}: {name} must be a positive integer.")
         given = dict(sampler=sampler, steps=steps, eta=eta, spacing=spacing, variance=variance, clip=clip,
                      guidance=guidance, guidance_sigma_min=guidance_sigma_min, guidance_sigma_max=guidance_sigma_max,
+                     guide=str(guide) if guide is not None else None, guide_scale=guide_scale,
                      classifier_scale=classifier_scale or None)
         labels = self._labels(n, classes)
         settings = self.module.resolve_sampler(given)

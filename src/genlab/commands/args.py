@@ -56,6 +56,8 @@ class SamplerArgs:
     guidance: Optional[float] = None  # CFG weight w of a conditional model: eps~ = (1 + w) eps(c) - w eps(null)
     guidance_sigma_min: Optional[float] = None  # the guidance interval: CFG where sigma / alpha lies in [min, max]
     guidance_sigma_max: Optional[float] = None
+    guide: Optional[str] = None  # autoguidance: a weaker model of the same task (a .ckpt), or time-step:5min of the run
+    guide_scale: Optional[float] = None  # its w: D_guide + w (D_main - D_guide); 1 is the main model alone
     s_churn: Optional[float] = None  # heun: Karras et al.'s Algorithm 2 when > 0, with s_tmin, s_tmax, s_noise
     s_tmin: Optional[float] = None
     s_tmax: Optional[float] = None

@@ -19,7 +19,7 @@ from genlab.build import pick_device
 from genlab.commands.args import EvalArgs, parse_command_args
 from genlab.commands.eval_folder import eval_folder_command
 from genlab.config import parse_overrides
-from genlab.diffusion import SamplerSettings
+from genlab.diffusion import NetworkCalls, SamplerSettings
 from genlab.errors import GenlabError
 from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
@@ -126,7 +126,10 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     device = pick_device(a.device)
     module.to(device)
     started = time.time()
-    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, settings=settings, progress=True)
+    calls = NetworkCalls()
+    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, settings=settings, progress=True,
+                                 calls=calls)
+    sampler = module.sampler_record(settings, calls)  # the network evaluations counted, guidance included
     write_png_folder(images, samples_dir, "genlab eval", legacy_owner=out)
     seconds = {"sampling": round(time.time() - started, 2)}
 

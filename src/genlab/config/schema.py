@@ -215,6 +215,8 @@ class SamplerConfig:
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)
     guidance_sigma_min: float = 0.0  # CFG only where sigma / alpha lies in [min, max] (Kynkaanniemi et al. 2024)
     guidance_sigma_max: float = math.inf
+    guide: Optional[str] = None  # autoguidance (Karras et al. 2024): a weaker model of the same task, or time-step:5min
+    guide_scale: float = 1.0  # its w in D_guide + w (D_main - D_guide); 1: the main model alone
     s_churn: float = 0.0  # heun only: Karras et al.'s Algorithm 2 when > 0 (their ImageNet: 40, 0.05, 50, 1.003)
     s_tmin: float = 0.0
     s_tmax: float = math.inf

@@ -20,9 +20,15 @@ from genlab.diffusion.gaussian import (
     predict_x0,
     x0_coefficients,
 )
-from genlab.diffusion.generate import Steering, generate, guided_functions, run_sampler
+from genlab.diffusion.generate import NetworkCalls, Steering, generate, guided_functions, run_sampler
 from genlab.diffusion.prediction import LossWeighting, Prediction, denoised, loss_weight, target, to_eps, to_x0
-from genlab.diffusion.guidance import cfg_combine, classifier_free_guidance, guidance_weight
+from genlab.diffusion.guidance import (
+    autoguidance,
+    autoguide_combine,
+    cfg_combine,
+    classifier_free_guidance,
+    guidance_weight,
+)
 from genlab.diffusion.inversion import ddim_invert, slerp
 from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, timestep_batch
 from genlab.diffusion.processes import PROCESSES, Process, supports_discrete_samplers
@@ -68,6 +74,7 @@ __all__ = [
     "resolve_settings",
     "sampler_entry",
     "Schedule",
+    "NetworkCalls",
     "Steering",
     "Variance",
     "generate",
@@ -76,6 +83,8 @@ __all__ = [
     "predict_x0",
     "timestep_batch",
     "x0_coefficients",
+    "autoguidance",
+    "autoguide_combine",
     "cfg_combine",
     "classifier_free_guidance",
     "classifier_grad_fn",

@@ -6,6 +6,12 @@ Two conventions exist for the same thing:
 - s ("guidance_scale", as in GLIDE, Imagen and diffusers): eps~ = eps(x_t, null) + s (eps(x_t, c) - eps(x_t, null));
   s = 1 is the plain conditional model.
 They are the same family with s = 1 + w.
+
+Autoguidance (Karras et al. 2024, eq. 1) mixes the main model with a weaker guide of the same task instead of the
+unconditional model, in the second convention: out~ = out_guide + w (out_main - out_guide), w = guide_scale, so w = 1
+is the main model alone (CFG's s with the guide in the place of eps(x_t, null)). Outputs are combined in the
+network's own target (eps, x0, v or the flow velocity): each is affine in the output, so this is the same as
+mixing the denoised D's of eq. 1.
 """
 
 from __future__ import annotations
@@ -50,5 +56,27 @@ def classifier_free_guidance(model_fn: ModelFn, w: float, null_class: int,
         eps = model_fn(torch.cat([x, x]), torch.cat([t, t]), y=torch.cat([y, null]), **kwargs)  # [2B, C, H, W]
         eps_cond, eps_uncond = eps.chunk(2)  # [B, C, H, W] each
         return cfg_combine(eps_cond, eps_uncond, w)
+
+    return guided
+
+
+def autoguide_combine(out_main: Tensor, out_guide: Tensor, w: float) -> Tensor:
+    """out~ = out_guide + w (out_main - out_guide) (Karras et al. 2024, eq. 1); w = 1 is the main model."""
+    return out_guide + w * (out_main - out_guide)
+
+
+def autoguidance(model_fn: ModelFn, guide_fn: ModelFn, w: float,
+                 guided_at: Callable[[Tensor], bool] | None = None) -> ModelFn:
+    """Wrap `model_fn(x, t, **kwargs)` into one guided by the weaker `guide_fn` of the same task with weight w.
+
+    Both see the same inputs (a conditional guide the same labels). With w == 1, or where `guided_at(t)` says no
+    (the guidance interval), the guide is not evaluated.
+    """
+
+    def guided(x: Tensor, t: Tensor, **kwargs: object) -> Tensor:
+        out = model_fn(x, t, **kwargs)
+        if w == 1 or (guided_at is not None and not guided_at(t)):
+            return out
+        return autoguide_combine(out, guide_fn(x, t, **kwargs), w)
 
     return guided

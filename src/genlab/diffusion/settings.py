@@ -21,8 +21,8 @@ from genlab.errors import GenlabError
 # The sampler settings every caller may give (the run config's `sampler` block, sample/eval arguments, table cells,
 # the API), by the names SamplerSettings uses; `sampler` is the name of `name` on a command line.
 SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "variance", "clip", "guidance",
-                                   "guidance_sigma_min", "guidance_sigma_max", "classifier_scale", "s_churn", "s_tmin",
-                                   "s_tmax", "s_noise")
+                                   "guidance_sigma_min", "guidance_sigma_max", "guide", "guide_scale",
+                                   "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise")
 # Read by some samplers only (SamplerEntry.reads): naming them with another is an error, not a silent no-op.
 OPTIONAL_SETTINGS = ("eta", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -42,6 +42,11 @@ class SamplerSettings:
     # [guidance_sigma_min, guidance_sigma_max]; elsewhere the plain conditional network, in one B batch
     guidance_sigma_min: float = 0.0
     guidance_sigma_max: float = math.inf
+    # Autoguidance (Karras et al. 2024, eq. 1): D~ = D_guide + w (D_main - D_guide) with w = guide_scale, where the
+    # guide is a weaker model of the same task (a checkpoint path, or time-step:5min, the run's own earlier state);
+    # w = 1 is the main model alone. The guidance interval limits it as it limits CFG.
+    guide: str | None = None
+    guide_scale: float = 1.0
     classifier_scale: float = 0.0  # classifier guidance s: eps^ = eps - s sqrt(1 - abar_t) grad log p(y | x_t)
     # Heun: Karras et al.'s stochastic sampler (Algorithm 2) when s_churn > 0: the noise of every point with
     # sigma / alpha in [s_tmin, s_tmax] is raised by gamma = min(s_churn / steps, sqrt(2) - 1), with noise * s_noise
@@ -57,8 +62,9 @@ class SamplerSettings:
                    spacing=Spacing(block["spacing"]) if block["spacing"] is not None else None,
                    variance=Variance(block["variance"]) if block["variance"] is not None else None,
                    clip=bool(block["clip"]), guidance=float(block["guidance"]),
-                   **{k: float(block[k]) for k in ("guidance_sigma_min", "guidance_sigma_max", "s_churn", "s_tmin",
-                                                   "s_tmax", "s_noise") if k in block})
+                   guide=str(block["guide"]) if block.get("guide") is not None else None,
+                   **{k: float(block[k]) for k in ("guidance_sigma_min", "guidance_sigma_max", "guide_scale", "s_churn",
+                                                   "s_tmin", "s_tmax", "s_noise") if k in block})
 
     def override(self, **given: Any) -> "SamplerSettings":
         """A copy with the given settings; None means "not given". A new sampler name starts from that sampler's
@@ -81,10 +87,12 @@ class SamplerSettings:
             for key in OPTIONAL_SETTINGS:
                 if key not in entry.reads:
                     given.setdefault(key, getattr(defaults, key))
-        for key in ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "classifier_scale", "s_churn",
-                    "s_tmin", "s_tmax", "s_noise"):
+        for key in ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "guide_scale", "classifier_scale",
+                    "s_churn", "s_tmin", "s_tmax", "s_noise"):
             if key in given:
                 given[key] = float(given[key])
+        if "guide" in given:
+            given["guide"] = str(given["guide"])
         return dataclasses.replace(self, **given)
 
     def check(self, num_timesteps: int | None, prefix: str = "", discrete: bool = True) -> "SamplerSettings":
@@ -105,9 +113,10 @@ class SamplerSettings:
                               f"{self.steps} is out of range (steps counts network evaluations; null: all T).")
         if not math.isfinite(self.eta) or self.eta < 0:
             raise GenlabError(f"{prefix}eta={self.eta} is out of range: it must be a finite number >= 0.")
-        for key in ("guidance", "classifier_scale"):
+        for key in ("guidance", "guide_scale", "classifier_scale"):
             if not math.isfinite(getattr(self, key)):
                 raise GenlabError(f"{prefix}{key}={getattr(self, key)} must be a finite number.")
+        self.check_guide(prefix)
         if self.spacing is not None and self.spacing not in entry.grids:
             raise GenlabError(f"{prefix}spacing={self.spacing} does not apply to sampler={self.name}: use one of "
                               f"{', '.join(entry.grids)}.")
@@ -122,14 +131,37 @@ class SamplerSettings:
                               "noise levels sigma / alpha where CFG applies; max may be inf).")
         return self
 
+    def check_guide(self, prefix: str = "") -> None:
+        """Autoguidance needs a guide, and is not combined with CFG (Karras et al. 2024 use one or the other)."""
+        if self.guide_scale != 1 and self.guide is None:
+            raise GenlabError(f"{prefix}guide_scale={self.guide_scale:g} needs guide=PATH, the weaker model that guides "
+                              "(a checkpoint of the same data and objective, or time-step:5min, the run's own state "
+                              "after 5 minutes).")
+        if self.guide is not None and not self.guide.strip():
+            raise GenlabError(f"{prefix}guide= is empty: give a checkpoint path or time-step:<minutes>min.")
+        if self.autoguided and self.guidance != 0:
+            raise GenlabError(f"{prefix}guidance={self.guidance:g} and guide_scale={self.guide_scale:g}: use CFG or "
+                              "autoguidance, not both (set guidance=0 or guide_scale=1).")
+
+    @property
+    def autoguided(self) -> bool:
+        """Whether a guide network steers sampling (a guide, at a scale other than 1)."""
+        return self.guide is not None and self.guide_scale != 1
+
+    @property
+    def guided(self) -> bool:
+        """Whether a second network output is mixed in at some step: CFG's unconditional one, or the guide's."""
+        return self.guidance != 0 or self.autoguided
+
     @property
     def guidance_interval(self) -> bool:
         """Whether CFG is limited to a range of noise levels (either end of the interval set)."""
         return self.guidance_sigma_min > 0 or math.isfinite(self.guidance_sigma_max)
 
     def guided_at(self, sigma: float) -> bool:
-        """Whether CFG applies at noise level sigma / alpha: inside the guidance interval, with a weight."""
-        return self.guidance != 0 and self.guidance_sigma_min <= sigma <= self.guidance_sigma_max
+        """Whether CFG or autoguidance applies at noise level sigma / alpha: inside the guidance interval, with a
+        weight."""
+        return self.guided and self.guidance_sigma_min <= sigma <= self.guidance_sigma_max
 
     def check_churn(self, prefix: str = "") -> None:
         """The ranges of Algorithm 2's settings; s_churn > 0 only for a sampler that reads it."""
@@ -168,8 +200,9 @@ class SamplerSettings:
                                   + (" (DDIM's noise is set by eta)." if key == "variance" else "."))
 
     def nfe(self, num_timesteps: int) -> int:
-        """Network evaluations per sample (a CFG pass over a 2B batch counts once, as papers count it; heun's
-        steps = S is 2S - 1); classifier-guidance gradients are not counted."""
+        """The solver's evaluations of the network per sample (heun's steps = S is 2S - 1). CFG's unconditional pass
+        and a guide's evaluations come on top: `generate` counts them (NetworkCalls), and records report that count
+        as "nfe". Classifier-guidance gradients are not counted."""
         return self.entry.nfe(self.steps if self.steps is not None else num_timesteps)
 
     def with_nfe(self, nfe: int) -> "SamplerSettings":
@@ -178,13 +211,18 @@ class SamplerSettings:
             raise GenlabError(f"nfe={nfe} is out of range: it must be a positive number of network evaluations.")
         return dataclasses.replace(self, steps=self.entry.steps_for_nfe(nfe))
 
-    def describe(self, num_timesteps: int, model_variance: str = "beta_tilde") -> dict[str, Any]:
-        """The settings as used, for JSON records: steps resolved, only the keys this sampler reads."""
+    def describe(self, num_timesteps: int, model_variance: str = "beta_tilde",
+                 evaluations: float | None = None) -> dict[str, Any]:
+        """The settings as used, for JSON records: steps resolved, only the keys this sampler reads. "nfe" is
+        `evaluations`, the network evaluations per sample that sampling counted (guidance included), when given;
+        "solver_nfe" the solver's own (SamplerSettings.nfe), which is "nfe" when no count is given."""
         reads = self.entry.reads
         out: dict[str, Any] = {"name": str(self.name), "steps": self.nfe(num_timesteps),
                                "eta": self.eta if "eta" in reads else None,
                                "spacing": str(self.grid), "guidance": self.guidance}
-        if self.guidance and self.guidance_interval:
+        if self.guide is not None:
+            out.update(guide=self.guide, guide_scale=self.guide_scale)
+        if self.guided and self.guidance_interval:
             out["guidance_interval"] = [self.guidance_sigma_min, self.guidance_sigma_max]
         if "variance" in reads:
             out["variance"] = str(self.variance or model_variance)
@@ -193,6 +231,8 @@ class SamplerSettings:
         if self.s_churn:
             out.update(s_churn=self.s_churn, s_tmin=self.s_tmin, s_tmax=self.s_tmax, s_noise=self.s_noise)
         out["nfe"] = self.nfe(num_timesteps)
+        if evaluations is not None:  # what sampling counted: CFG's null pass and a guide's forwards on top
+            out.update(nfe=round(evaluations, 3), solver_nfe=self.nfe(num_timesteps))
         return out
 
     def label(self, num_timesteps: int) -> str:
@@ -200,6 +240,7 @@ class SamplerSettings:
         steps = self.steps if self.steps is not None else num_timesteps
         extra = f", eta {self.eta:g}" if "eta" in self.entry.reads else ""
         extra += f", churn {self.s_churn:g}" if self.s_churn else ""
+        extra += f", autoguidance w={self.guide_scale:g} by {self.guide}" if self.autoguided else ""
         return f"{self.name}, {steps} steps on the {self.grid} grid{extra}, {self.nfe(num_timesteps)} NFE"
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.build import build_diffusion, build_unet
 from genlab.config import from_container
-from genlab.diffusion import Denoiser, SamplerSettings, Steering, generate, resolve_settings
+from genlab.diffusion import Denoiser, NetworkCalls, SamplerSettings, Steering, generate, resolve_settings
 from genlab.diffusion.classifier_guidance import at_matching_noise
 from genlab.errors import GenlabError
 from genlab.models.optim import adamw_with_warmup, scaled_lr
@@ -41,6 +41,9 @@ class DiffusionModule(L.LightningModule):
         # p_uncond = 1 drops every label: that is an unconditional model, so build_unet makes one.
         self.conditional = self.unet.null_class is not None
         self.p_uncond = float(self.cfg.model.p_uncond)
+        # Autoguidance's guides by their `guide=` spec: set by whoever loaded this module (runs.checkpoint resolves
+        # paths and time-step:5min against the checkpoint's run); None where nothing can be loaded.
+        self.guide_source: Callable[[str], Any] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -134,9 +137,11 @@ class DiffusionModule(L.LightningModule):
         return resolve_settings(self.sampler_settings, given, self.diffusion.num_timesteps, prefix,
                                 discrete=self.diffusion.discrete_samplers)
 
-    def sampler_record(self, settings: SamplerSettings) -> dict[str, Any]:
-        """The sampler as used, for JSON records: steps resolved, the keys it reads, and its NFE."""
-        return settings.describe(self.diffusion.num_timesteps, self.diffusion.variance)
+    def sampler_record(self, settings: SamplerSettings, calls: NetworkCalls | None = None) -> dict[str, Any]:
+        """The sampler as used, for JSON records: steps resolved, the keys it reads, and its NFE (the network
+        evaluations per sample that `calls` counted, guidance included, when given)."""
+        evaluations = calls.per_sample if calls is not None and calls.samples else None
+        return settings.describe(self.diffusion.num_timesteps, self.diffusion.variance, evaluations)
 
     def check_guidance(self, settings: SamplerSettings, has_labels: bool, has_classifier: bool) -> None:
         """Guidance checked against this model: CFG needs a conditional model, any guidance needs labels,
@@ -156,8 +161,22 @@ class DiffusionModule(L.LightningModule):
         if log_prob is not None and not self.diffusion.discrete_samplers:  # flow, EDM: the VP classifier's times
             classifier_schedule = classifier.diffusion.schedule()
             log_prob = at_matching_noise(log_prob, self.diffusion.schedule().lambda_, classifier_schedule.t_of_lambda)
+        guide = self.guide_for(settings.guide) if settings.autoguided else None
         return Steering(labels=labels, null_class=self.unet.null_class if self.conditional else None,
-                        classifier_log_prob=log_prob)
+                        classifier_log_prob=log_prob, guide_net=guide.network_output if guide is not None else None)
+
+    def guide_for(self, spec: str) -> "DiffusionModule":
+        """The guide network of `guide=spec`, checked against this model and on its device, in eval mode."""
+        if self.guide_source is None:
+            raise GenlabError(f"guide={spec}: this model was not loaded from a checkpoint, so there is nothing to "
+                              "resolve the guide against; load it with genlab.load or a genlab command.")
+        guide = self.guide_source(spec)
+        problem = guide_mismatch(self, guide)
+        if problem:
+            raise GenlabError(f"guide={spec} cannot guide this model: {problem}. Autoguidance needs a weaker model of "
+                              "the same task: an earlier checkpoint of the same run (time-step:5min) or a smaller "
+                              "model trained the same way.")
+        return guide.to(self.device).eval()
 
     @torch.no_grad()
     def sample(
@@ -170,16 +189,17 @@ class DiffusionModule(L.LightningModule):
         seed: int = 0,
         batch_size: int = 256,
         progress: bool = False,
+        calls: NetworkCalls | None = None,
     ) -> Tensor:
         """n images in [-1, 1]; `settings` default to the run's sampler block, `labels` steer a conditional model
-        (and the classifier of classifier guidance)."""
+        (and the classifier of classifier guidance); `calls` counts the network evaluations."""
         settings = (settings or self.sampler_settings).check(self.diffusion.num_timesteps)
         steering = self.steering(settings, labels, classifier)
         was_training = self.training
         self.eval()
         try:
             return generate(self.diffusion, self.network_output, n, self.image_shape, settings, steering=steering,
-                            seed=seed, batch_size=batch_size, device=self.device, progress=progress)
+                            seed=seed, batch_size=batch_size, device=self.device, progress=progress, calls=calls)
         finally:
             self.train(was_training)
 
@@ -194,10 +214,37 @@ class DiffusionModule(L.LightningModule):
         return self.sample(n, seed=seed + rank, labels=labels), per_class
 
     def eval_samples(self, n: int, seed: int, batch_size: int, settings: SamplerSettings | None = None,
-                     progress: bool = False) -> Tensor:
+                     progress: bool = False, calls: NetworkCalls | None = None) -> Tensor:
         """n images in [-1, 1] for FID (default: the run's sampler): class-balanced labels for a conditional model.
 
         The contract of every generator that `genlab eval` and the FID callback evaluate (the GAN has one too).
         """
         labels = balanced_labels(n, self.cfg.data.num_classes) if self.conditional else None
-        return self.sample(n, settings, labels=labels, seed=seed, batch_size=batch_size, progress=progress)
+        return self.sample(n, settings, labels=labels, seed=seed, batch_size=batch_size, progress=progress,
+                           calls=calls)
+
+
+def guide_mismatch(main: Any, guide: Any) -> str | None:
+    """Why `guide` cannot guide `main` (None when it can): autoguidance mixes the two networks' raw outputs at the
+    same inputs, so they must share the data, the image shape, the classes, the objective and its target, and read
+    the network's time input as the same noise level."""
+    if not isinstance(guide, DiffusionModule):
+        return f"it is a {type(guide).__name__}, not a diffusion model"
+    a, b = main.cfg.data, guide.cfg.data
+    if a.name != b.name:
+        return f"it was trained on {b.name}, this model on {a.name}"
+    if main.image_shape != guide.image_shape:
+        return f"its images are {'x'.join(map(str, guide.image_shape))} (C x H x W), this model's " \
+               f"{'x'.join(map(str, main.image_shape))}"
+    if (main.conditional, a.num_classes) != (guide.conditional, b.num_classes):
+        def classes(m: Any) -> str:
+            return f"{m.cfg.data.num_classes} classes" if m.conditional else "unconditional"
+        return f"it is {classes(guide)}, this model {classes(main)}"
+    d, g = main.diffusion, guide.diffusion
+    for key in ("process", "prediction", "variance", "num_timesteps", "sigma_data"):
+        if str(getattr(d, key, None)) != str(getattr(g, key, None)):
+            return f"its {key} is {getattr(g, key, None)}, this model's {getattr(d, key, None)}"
+    t = torch.linspace(0, d.num_timesteps - 1, 9)
+    if not torch.allclose(d.sigma_of_network_time(t), g.sigma_of_network_time(t), rtol=1e-6):
+        return "its noise schedule differs: the same network time is another noise level there"
+    return None

@@ -228,7 +228,7 @@ class GANModule(L.LightningModule):
             raise GenlabError(f"{prefix}{', '.join(named)}: sampler settings apply to diffusion models; a GAN samples "
                               "G(z).")
 
-    def sampler_record(self, settings: None = None) -> dict[str, Any]:
+    def sampler_record(self, settings: None = None, calls: Any = None) -> dict[str, Any]:
         """What sampled, for JSON records: one generator pass per image."""
         return {"name": "G(z)", "steps": None, "eta": None, "spacing": None, "guidance": None, "nfe": 1}
 
@@ -266,6 +266,8 @@ class GANModule(L.LightningModule):
                                           rank, world)
         return self.sample(n, seed=seed + rank, labels=labels), per_class
 
-    def eval_samples(self, n: int, seed: int, batch_size: int, settings: None = None, progress: bool = False) -> Tensor:
-        """Samples for evaluation metrics: class-balanced labels for a conditional generator."""
+    def eval_samples(self, n: int, seed: int, batch_size: int, settings: None = None, progress: bool = False,
+                     calls: Any = None) -> Tensor:
+        """Samples for evaluation metrics: class-balanced labels for a conditional generator (one G pass each, which
+        `calls` does not need to count)."""
         return self.sample(n, settings, seed=seed, batch_size=batch_size)

@@ -19,6 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from genlab.config import kind_facts, kinds_where
 from genlab.errors import GenlabError, disk_full, first_line, mount_point
 from genlab.models import ClassifierModule, DiffusionModule, GANModule, generator_kinds, kind_info
+from genlab.runs.guide import guide_source
 
 TMP_MARK = ".tmp-"
 
@@ -95,6 +96,9 @@ def load_module(path: str | Path, *, kinds: list[str] | None = None, role: str =
         raise GenlabError(f"{path} holds a {kind!r} model, but {role} must be {wanted}.")
     module = kind_info(kind).module(ckpt["hyper_parameters"]["config"])
     _load_state(module, _weights(ckpt, path, ema) if kind_facts(kind).averaged else ckpt["state_dict"], path)
+    if isinstance(module, DiffusionModule):  # autoguidance's guide=, resolved against this checkpoint's run
+        every = module.cfg.callbacks.checkpoint.every_n_minutes
+        module.guide_source = guide_source(path, every, lambda guide: load_module(guide, ema=ema))
     return module.eval()
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from torch import Tensor
 
 from genlab.build import pick_device
-from genlab.diffusion import SamplerSettings
+from genlab.diffusion import NetworkCalls, SamplerSettings
 from genlab.ema.posthoc import read_snapshots, reconstruct
 from genlab.errors import GenlabError
 from genlab.images import save_png_folder
@@ -28,6 +28,7 @@ from genlab.models import facts_of
 from genlab.models.sample_shares import balanced_labels
 from genlab.runs import RunDir
 from genlab.runs.checkpoint import load_classifier, load_generator, read_checkpoint, weights_used
+from genlab.runs.guide import resolve_guide
 from genlab.tables.cells import CellStore, cell_hash
 from genlab.tables.spec import SAMPLER_SETTINGS, Cell, TableSpec, cell_settings
 
@@ -127,6 +128,10 @@ class SweepContext:
         }
         if cell.settings.get("classifier_scale"):
             context["classifier"] = file_sha256(Path(a.classifier)) if a.classifier else None
+        if cell.settings.get("guide"):  # the guide's weights decide the numbers as the model's do
+            main = self.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]
+            every = self.module(cell.settings).cfg.callbacks.checkpoint.every_n_minutes
+            context["guide"] = file_sha256(resolve_guide(str(cell.settings["guide"]), main, every))
         return context
 
 
@@ -140,9 +145,10 @@ def _labels(module: Any, n: int, wants_labels: bool) -> Tensor | None:
     return balanced_labels(n, num_classes)
 
 
-def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None, SamplerSettings | None]:
+def generate_cell(ctx: SweepContext, cell: Cell,
+                  calls: NetworkCalls | None = None) -> tuple[Tensor, Tensor | None, SamplerSettings | None]:
     """The cell's n samples in [-1, 1], the class each was steered towards (None when unsteered), and the sampler
-    (None for a GAN)."""
+    (None for a GAN); `calls` counts the network evaluations."""
     s, module = cell.settings, ctx.module(cell.settings)
     if not facts_of(module).sampler:  # G(z): no sampler setting may be given (spacing may sit in the defaults)
         module.resolve_sampler({k: s.get(k) for k in SAMPLER_SETTINGS if k != "spacing"}, prefix=f"row {cell.row}: ")
@@ -158,7 +164,7 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None,
     labels = _labels(module, ctx.n, module.conditional or "classifier_scale" in s)
     try:
         images = module.sample(ctx.n, settings, labels=labels, classifier=ctx.classifier, seed=cell.seed,
-                               batch_size=ctx.batch_size, progress=True)
+                               batch_size=ctx.batch_size, progress=True, calls=calls)
     except GenlabError as exc:
         raise GenlabError(f"row {cell.row}: {exc}") from None
     return images, labels, settings
@@ -167,7 +173,8 @@ def generate_cell(ctx: SweepContext, cell: Cell) -> tuple[Tensor, Tensor | None,
 def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
     """Sample the cell and score it: FID, KID, IS, precision/recall (torch-fidelity), class accuracy."""
     started = time.time()
-    images, labels, settings = generate_cell(ctx, cell)
+    calls = NetworkCalls()
+    images, labels, settings = generate_cell(ctx, cell, calls)
     sampled = time.time()
     with tempfile.TemporaryDirectory(prefix="genlab-table-") as folder:
         save_png_folder(images, Path(folder))
@@ -185,14 +192,15 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
         "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
         "weights": ctx.weights_of(cell.settings),
         "n": ctx.n, "features": f,
-        **sampler_record(ctx.module(cell.settings), settings),
+        **sampler_record(ctx.module(cell.settings), settings, calls),
         "seconds": {"sampling": round(sampled - started, 2), "total": round(time.time() - started, 2)},
     }
 
 
-def sampler_record(module: Any, settings: SamplerSettings | None) -> dict[str, Any]:
-    """The cell's sampler as used (steps resolved) and its network evaluations per sample (a GAN: one G pass)."""
-    record = module.sampler_record(settings)
+def sampler_record(module: Any, settings: SamplerSettings | None, calls: NetworkCalls | None = None) -> dict[str, Any]:
+    """The cell's sampler as used (steps resolved) and its network evaluations per sample, as counted by `calls`
+    (CFG's unconditional pass and a guide's included; a GAN: one G pass)."""
+    record = module.sampler_record(settings, calls)
     return {"sampler": record, "nfe": record["nfe"]}
 
 

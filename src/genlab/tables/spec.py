@@ -52,6 +52,8 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "guidance": (int, float),  # CFG weight w
     "guidance_sigma_min": (int, float),  # the guidance interval in sigma / alpha (Kynkaanniemi et al. 2024)
     "guidance_sigma_max": (int, float),
+    "guide": (str,),  # autoguidance's guide: a checkpoint path, or time-step:5min of the row's checkpoint's run
+    "guide_scale": (int, float),  # its w (Karras et al. 2024, eq. 1); 1 is the main model alone
     "classifier_scale": (int, float),  # classifier guidance s (needs classifier=PATH)
     "sigma_rel": (int, float),  # the EMA length, rebuilt after training from the run's post-hoc EMA snapshots
 }

@@ -16,9 +16,10 @@ from genlab.data.base import ImageDataModule
 from genlab.errors import GenlabError, first_line
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
-from genlab.models import ClassifierModule, build_module
+from genlab.models import ClassifierModule, DiffusionModule, build_module
 from genlab.runs import RUN_DIR_ENV, make_run_dir
-from genlab.runs.checkpoint import load_scorer, remove_stale_temporaries
+from genlab.runs.checkpoint import load_module, load_scorer, remove_stale_temporaries
+from genlab.runs.guide import TIME_STEP, guide_source
 from genlab.runs.lock import own_run
 from genlab.runs.record import RunRecord
 from genlab.runs.resume import resume_point
@@ -87,6 +88,14 @@ def prepare(cfg: DictConfig) -> Prepared:
             "Use a folder with one subfolder per class, or set model.conditional=false."
         )
     model = build_module(to_container(cfg))
+    guide = cfg.sampler.get("guide") if "sampler" in cfg else None
+    if guide is not None and isinstance(model, DiffusionModule):  # the grids' and FID's autoguidance
+        if str(guide).startswith(TIME_STEP):
+            raise GenlabError(f"sampler.guide={guide}: a run's time-step checkpoints exist only once it has trained; "
+                              "guide its grids with a checkpoint path, or use time-step guides with genlab sample, "
+                              "eval or table afterwards.")
+        model.guide_source = guide_source(None, None, lambda path: load_module(path, ema=True))
+        model.guide_for(str(guide))  # a missing or mismatched guide fails now, not at the first validation
     fid_spec = None
     if cfg.eval.enabled:  # missing weights or classifier fail now, not after the first validation
         fid_spec = extractor_spec(cfg.eval.features, cfg.eval.inception_weights, cfg.eval.domain_classifier)
