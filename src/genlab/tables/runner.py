@@ -186,13 +186,15 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
                "precision": raw[f"precision_{f}"], "recall": raw[f"recall_{f}"]}
     if labels is not None and ctx.scorer is not None:
         metrics["class_acc"] = class_accuracy(ctx.scorer, images, labels)
+    sampler = sampler_record(ctx.module(cell.settings), settings, calls)
+    metrics["nfe"] = float(sampler["nfe"])  # a column a spec may show (metrics: [..., nfe]) and plot against
     return {
         "row": cell.row, "column": cell.column, "seed": cell.seed, "settings": cell.settings,
         "metrics": metrics,
         "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
         "weights": ctx.weights_of(cell.settings),
         "n": ctx.n, "features": f,
-        **sampler_record(ctx.module(cell.settings), settings, calls),
+        **sampler,
         "seconds": {"sampling": round(sampled - started, 2), "total": round(time.time() - started, 2)},
     }
 

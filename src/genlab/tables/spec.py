@@ -67,6 +67,7 @@ METRICS: dict[str, tuple[str, int]] = {
     "precision": ("Precision", 3),
     "recall": ("Recall", 3),
     "class_acc": ("Accuracy", 3),
+    "nfe": ("NFE", 0),  # network evaluations per sample that sampling counted (CFG's null pass, a guide's forwards)
 }
 PLOT_KINDS = ("lines", "sweep", "bars")
 SPEC_KEYS = {"name", "title", "description", "defaults", "rows", "columns", "metrics", "seeds", "n", "batch_size",
