@@ -197,6 +197,12 @@ def test_sigma_rel_columns_rebuild_the_ema_after_training(models: dict[str, Path
     ({"colour": "red"}, "unknown key(s) colour"),
     ({"rows": [{"label": "x", "sampler": "plms"}]}, "sampler=plms is not a valid choice: use one of ddpm, ddim, dpmpp_2m"),
     ({"columns": {"key": "sigma_rel", "values": [0.05, 0.5]}}, "sigma_rel must be in (0, 0.28), got 0.5"),
+    ({"columns": None, "plot": {"kind": "tradeoffs", "pairs": [["fid", "lpips"]], "lines": {"a": ["x"]}}},
+     "plot.pairs name lpips"),
+    ({"columns": None, "rows": [{"label": "x"}], "plot": {"kind": "tradeoffs", "pairs": [["fid", "precision"]],
+                                                          "lines": {"a": ["x", "y"]}}},
+     "plot.lines names rows that do not exist: y"),
+    ({"rows": [{"label": "x", "guide_scale": "strong"}]}, "guide_scale='strong' must be"),
 ])
 def test_bad_specs_exit_2(tmp_path: Path, change: dict, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, {**GRID_SPEC, **change})

@@ -93,6 +93,17 @@ def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> No
             ax.set_ylabel(METRICS[my][0])
             ax.set_title("trade-off")
             ax.grid(alpha=0.3)
+    elif kind == "tradeoffs":  # one panel per metric pair, one line per group of rows (e.g. a guidance method)
+        pairs = p["pairs"]
+        fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.5), squeeze=False)
+        for ax, (mx, my) in zip(axes[0], pairs):
+            for name, labels in p["lines"].items():
+                cells = [by_cell.get((label, None)) for label in labels]
+                ax.plot([_mean(c, mx) for c in cells], [_mean(c, my) for c in cells], marker="o", label=name)
+            ax.set_xlabel(METRICS[mx][0])
+            ax.set_ylabel(METRICS[my][0])
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=8)
     else:  # bars
         fig, axes = plt.subplots(1, len(ys), figsize=(max(4.0, 1.2 * len(spec.rows)) * len(ys) / 1.5, 4),
                                  squeeze=False)

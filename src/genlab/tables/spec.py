@@ -69,7 +69,7 @@ METRICS: dict[str, tuple[str, int]] = {
     "class_acc": ("Accuracy", 3),
     "nfe": ("NFE", 0),  # network evaluations per sample that sampling counted (CFG's null pass, a guide's forwards)
 }
-PLOT_KINDS = ("lines", "sweep", "bars")
+PLOT_KINDS = ("lines", "sweep", "bars", "tradeoffs")
 SPEC_KEYS = {"name", "title", "description", "defaults", "rows", "columns", "metrics", "seeds", "n", "batch_size",
              "plot", "paper"}
 
@@ -203,6 +203,8 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> TableSpec:
     plot = _as_dict(data.get("plot") or {}, f"{source}: plot")
     if plot.get("kind", "lines" if columns else "bars") not in PLOT_KINDS:
         raise GenlabError(f"{source}: plot.kind must be one of {', '.join(PLOT_KINDS)}.")
+    if plot.get("kind") == "tradeoffs":
+        _check_tradeoffs(plot, {r.label for r in rows}, metrics, source)
     spec = TableSpec(name=str(data["name"]), title=str(data["title"]), rows=rows, metrics=metrics, columns=columns,
                      description=str(data.get("description", "")), defaults=defaults, seeds=seeds,
                      n=int(data.get("n", 1000)), batch_size=int(data.get("batch_size", 250)), plot=plot,
@@ -236,3 +238,19 @@ def load_spec(name_or_path: str | Path) -> TableSpec:
         raise GenlabError(f"cannot read the sweep spec {path}{at}: {problem}. Fix the YAML (an unclosed quote or "
                           "bracket?) or start from a shipped spec in experiments/tables/.") from None
     return parse_spec(_as_dict(data, str(path)), str(path))
+
+
+def _check_tradeoffs(plot: dict[str, Any], labels: set[str], metrics: list[str], source: str) -> None:
+    """plot: {kind: tradeoffs, pairs: [[x, y], ...], lines: {NAME: [row label, ...]}}: one panel per metric pair,
+    one line per named group of rows."""
+    pairs, lines = plot.get("pairs"), plot.get("lines")
+    if not isinstance(pairs, list) or not pairs or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise GenlabError(f"{source}: plot.pairs must list metric pairs, e.g. [[class_acc, fid], [recall, precision]].")
+    unknown = sorted({m for p in pairs for m in p} - set(metrics))
+    if unknown:
+        raise GenlabError(f"{source}: plot.pairs name {', '.join(unknown)}, which the spec's metrics do not have.")
+    if not isinstance(lines, dict) or not lines:
+        raise GenlabError(f"{source}: plot.lines must map a line's name to its rows' labels.")
+    missing = sorted({str(label) for group in lines.values() for label in group} - labels)
+    if missing:
+        raise GenlabError(f"{source}: plot.lines names rows that do not exist: {', '.join(missing)}.")
