@@ -73,7 +73,8 @@ def write_report(args: argparse.Namespace, shifts: list[float], nfes: list[int],
         return sum(values) / len(values)
 
     lines = ["# Few-step sampling of the flow recipe: FID against NFE for each timestep shift", "",
-             f"Machine: {describe_machine()}.",
+             "Machine: {cpu}, {cores} cores, torch {torch} with {torch_threads} thread(s); genlab commit "
+             "{genlab_commit}.".format(**describe_machine()),
              f"Command: `benchmarks/flow_few_steps.py --ckpt {args.ckpt} --judge {args.judge} --shifts {args.shifts} "
              f"--nfes {args.nfes} --seeds {args.seeds} --samples {args.samples}`.",
              f"Sampler: DPM-Solver++(2M) on the uniform grid; {args.samples} samples per cell, sample seeds "
