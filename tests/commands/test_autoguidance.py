@@ -117,3 +117,30 @@ def test_a_guide_that_is_not_a_diffusion_model_is_refused(runs: tuple[Path, Path
     assert main(["sample", f"ckpt={ckpt}", "steps=3", f"guide={gan / 'checkpoints' / 'last.ckpt'}", "guide_scale=2",
                  f"out={tmp_path / 'x.png'}"]) == 2
     assert "it is a GANModule, not a diffusion model" in capsys.readouterr().err
+
+
+def test_a_table_sweeps_the_guide_and_counts_its_evaluations(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A table column can be the guide's scale, a row's setting the guide (here the run's own 5-minute state); the
+    nfe column counts the guide's forwards, and w = 1 scores exactly what the unguided row scores."""
+    import csv
+
+    import yaml
+
+    ckpt, guide = runs
+    clf = tmp_path / "clf"
+    assert main(["train", "experiment=classifier_digits", *TINY, "trainer.max_steps=2", f"run_dir={clf}"]) == 0
+    spec = {"name": "guides", "title": "guides", "defaults": {"sampler": "dpmpp_2m", "steps": 3},
+            "rows": [{"label": "own 5 min", "guide": "time-step:5min"}, {"label": "by path", "guide": str(guide)}],
+            "columns": {"key": "guide_scale", "values": [1, 2], "label": "w = {value}"},
+            "metrics": ["fid", "nfe"], "seeds": [0], "n": 12, "batch_size": 12}
+    path = tmp_path / "guides.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["table", str(path), f"ckpt={ckpt}", f"domain_classifier={clf / 'checkpoints' / 'last.ckpt'}",
+                 "features=domain", f"cache_dir={tmp_path / 'ref'}", f"out={tmp_path}"]) == 0
+    with open(tmp_path / "guides.csv", newline="") as f:
+        rows = {(r["row"], r["column"]): r for r in csv.DictReader(f)}
+    assert {k: float(r["nfe_mean"]) for k, r in rows.items()} == {
+        ("own 5 min", "w = 1"): 3, ("own 5 min", "w = 2"): 6, ("by path", "w = 1"): 3, ("by path", "w = 2"): 6}
+    fid = {k: float(r["fid_mean"]) for k, r in rows.items()}
+    assert fid[("own 5 min", "w = 2")] == fid[("by path", "w = 2")] != fid[("own 5 min", "w = 1")]
+    assert fid[("own 5 min", "w = 1")] == fid[("by path", "w = 1")]  # the main model alone, guide unused

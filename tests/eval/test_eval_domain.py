@@ -89,7 +89,7 @@ def test_eval_writes_json_and_a_markdown_row_and_reuses_the_cache(
     assert ref["split"] == "test" and ref["num_images"] == 180 and ref["dataset"] == "digits"
     assert result["extractor"]["weights_sha256"][:12] in ref["key"]
     assert result["sampler"] == {"name": "ddim", "steps": 3, "eta": 0.0, "spacing": "uniform", "guidance": 0.0,
-                                 "nfe": 3}
+                                 "nfe": 3.0, "solver_nfe": 3}  # counted while sampling, and the solver's own
     assert result["weights"] == "ema" and result["n"] == 12 and result["isc_valid"]
     assert len(list(Path(result["samples_dir"]).glob("*.png"))) == 12
     assert load_png(Path(result["samples_dir"]) / "000000.png").shape == (1, 16, 16)
@@ -219,7 +219,7 @@ def test_eval_with_respaced_ddpm_records_its_sampler(fid_run: Path, classifier_c
     assert main([*base, "sampler=ddpm", "steps=4", "variance=beta"]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["sampler"] == {"name": "ddpm", "steps": 4, "eta": None, "spacing": "uniform", "guidance": 0.0,
-                                 "variance": "beta", "nfe": 4}
+                                 "variance": "beta", "nfe": 4.0, "solver_nfe": 4}
     assert "| ddpm 4 beta | 12 |" in capsys.readouterr().out
     assert main([*base, "sampler=ddim", "steps=4", "variance=beta"]) == 2
     assert "variance= applies to sampler=ddpm" in capsys.readouterr().err

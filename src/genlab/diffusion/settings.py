@@ -232,7 +232,8 @@ class SamplerSettings:
             out.update(s_churn=self.s_churn, s_tmin=self.s_tmin, s_tmax=self.s_tmax, s_noise=self.s_noise)
         out["nfe"] = self.nfe(num_timesteps)
         if evaluations is not None:  # what sampling counted: CFG's null pass and a guide's forwards on top
-            out.update(nfe=round(evaluations, 3), solver_nfe=self.nfe(num_timesteps))
+            counted = int(evaluations) if float(evaluations).is_integer() else round(evaluations, 3)
+            out.update(nfe=counted, solver_nfe=self.nfe(num_timesteps))
         return out
 
     def label(self, num_timesteps: int) -> str:

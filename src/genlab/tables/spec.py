@@ -141,7 +141,10 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         except ValueError as exc:
             raise GenlabError(f"{where}: {exc}.") from None
     # What needs no model (eta >= 0, finite guidance, valid choices) fails at load; steps <= T is checked per cell.
-    cell_settings(settings, prefix=f"{where}: ")
+    # A guide_scale whose guide another part of the cell gives (a column of scales, a row's guide) is checked on the
+    # whole cell (parse_spec), not here.
+    alone = {k: v for k, v in settings.items() if k != "guide_scale" or "guide" in settings}
+    cell_settings(alone, prefix=f"{where}: ")
 
 
 def cell_settings(settings: dict[str, Any], base: SamplerSettings | None = None, num_timesteps: int | None = None,
@@ -211,6 +214,9 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> TableSpec:
                      paper=data.get("paper"))
     if spec.n < 10:
         raise GenlabError(f"{source}: n={spec.n}: evaluate at least 10 samples per cell.")
+    for cell in spec.cells():  # what the parts give together (a guide in a row, its scale in a column)
+        where = f"{source}: rows ({cell.row})" + (f", columns ({cell.column})" if cell.column else "")
+        cell_settings(cell.settings, prefix=f"{where}: ")
     return spec
 
 
