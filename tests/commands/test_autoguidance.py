@@ -144,3 +144,18 @@ def test_a_table_sweeps_the_guide_and_counts_its_evaluations(runs: tuple[Path, P
     fid = {k: float(r["fid_mean"]) for k, r in rows.items()}
     assert fid[("own 5 min", "w = 2")] == fid[("by path", "w = 2")] != fid[("own 5 min", "w = 1")]
     assert fid[("own 5 min", "w = 1")] == fid[("by path", "w = 1")]  # the main model alone, guide unused
+
+
+def test_a_run_guides_its_grids_with_a_guide_file_and_refuses_a_time_step_guide(
+        runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The run config's sampler block takes the same names: its grids are autoguided by a checkpoint file; a
+    time-step guide, which exists only once the run has trained, is refused before anything is written."""
+    _, guide = runs
+    common = ["train", "experiment=ddpm_digits", *TINY, "trainer.max_steps=3", "sampler.guide_scale=2"]
+    assert main([*common, f"sampler.guide={guide}", f"run_dir={tmp_path / 'guided'}"]) == 0
+    assert (tmp_path / "guided" / "samples" / "final.png").is_file()
+    assert main([*common, "sampler.guide=time-step:5min", f"run_dir={tmp_path / 'early'}"]) == 2
+    assert "time-step checkpoints exist only once it has trained" in capsys.readouterr().err
+    assert not (tmp_path / "early").exists()
+    assert main([*common, f"run_dir={tmp_path / 'unguided'}"]) == 2
+    assert "guide_scale=2 needs guide=PATH" in capsys.readouterr().err
