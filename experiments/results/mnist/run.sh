@@ -37,3 +37,15 @@ genlab sample ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt sampler=unipc spaci
     out=$OUT/nfe_consistency_unipc.png
 genlab sample ckpt=runs/ddpm_mnist/cpu/checkpoints/last.ckpt sampler=ddim steps=3,5,10,20,50 n=10 \
     out=$OUT/nfe_consistency_ddim.png
+
+# Guidance methods (issue 25) on the 20-minute recipes. The judge, ddpm_mnist_20min and the flow runs are those of
+# benchmarks/results/families.md (runs/fam); the two CFG runs were trained side by side, OMP_NUM_THREADS=1 each.
+FAM_JUDGE=runs/fam/judge/checkpoints/last.ckpt
+for P in 1 2; do
+  OMP_NUM_THREADS=1 genlab train experiment=cfg_mnist_20min data.root=$DATA model.p_uncond=0.$P \
+      trainer.enable_progress_bar=false run_dir=runs/fam/cfg_p0$P &
+done; wait
+genlab table cfg_label_dropout ckpts.p01=runs/fam/cfg_p01/checkpoints/last.ckpt \
+    ckpts.p02=runs/fam/cfg_p02/checkpoints/last.ckpt features=domain domain_classifier=$FAM_JUDGE out=$OUT
+genlab table guidance_methods ckpts.cfg=runs/fam/cfg_p01/checkpoints/last.ckpt \
+    ckpts.ddpm=runs/fam/ddpm/checkpoints/last.ckpt features=domain domain_classifier=$FAM_JUDGE out=$OUT
