@@ -159,3 +159,13 @@ def test_a_run_guides_its_grids_with_a_guide_file_and_refuses_a_time_step_guide(
     assert not (tmp_path / "early").exists()
     assert main([*common, f"run_dir={tmp_path / 'unguided'}"]) == 2
     assert "guide_scale=2 needs guide=PATH" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_bad_guide_before_sampling(runs: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, _ = runs
+    out = tmp_path / "e.json"
+    assert main(["eval", f"ckpt={ckpt}", "guide=time-step:7min", "guide_scale=2", "n=10", "features=domain",
+                 f"domain_classifier={ckpt}", f"out={out}"]) == 2
+    assert "choose one of time-step:5min" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no JSON, no samples folder

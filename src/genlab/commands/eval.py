@@ -57,6 +57,8 @@ def eval_settings(module: Any, a: EvalArgs) -> tuple[SamplerSettings | None, dic
     settings = module.resolve_sampler(a.sampler_fields())
     if settings is not None:  # eval_samples steers a conditional model with balanced labels, and no classifier
         module.check_guidance(settings, has_labels=module.conditional, has_classifier=False)
+        if settings.autoguided:  # a missing or mismatched guide fails before anything is sampled or written
+            module.guide_for(settings.guide)
     return settings, module.sampler_record(settings)
 
 

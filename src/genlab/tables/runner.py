@@ -213,9 +213,10 @@ def run_cells(ctx: SweepContext, store: CellStore, evaluate: Evaluator | None = 
     """Every cell's record in spec order: from the store when finished before, else evaluated and stored at once."""
     evaluate = evaluate or evaluate_cell
     cells = ctx.spec.cells()
+    # Every key up front: a guide that names no file (guide=, time-step:...) fails before the first cell runs.
+    keys = [cell_hash(cell.settings, cell.seed, ctx.hash_context(cell)) for cell in cells]
     records = []
-    for i, cell in enumerate(cells, 1):
-        key = cell_hash(cell.settings, cell.seed, ctx.hash_context(cell))
+    for i, (cell, key) in enumerate(zip(cells, keys), 1):
         where = f"[{i}/{len(cells)}] {cell.row}" + (f" | {cell.column}" if cell.column else "") + f" | seed {cell.seed}"
         record = store.get(key)
         if record is None:
