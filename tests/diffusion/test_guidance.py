@@ -184,7 +184,7 @@ def test_autoguidance_settings_are_checked_and_recorded() -> None:
                                                                    guide_scale=1.8)
     record = settings.check(1000).describe(1000, evaluations=20.0)
     assert record["guide_scale"] == 1.8 and record["nfe"] == 20.0 and record["solver_nfe"] == 10
-    assert "autoguidance w=1.8" in settings.label(1000)
+    assert "autoguidance w=1.8" in settings.label(1000) and "10 NFE (+1 per guided step for the guide)" in settings.label(1000)
     with pytest.raises(GenlabError, match="guide_scale=2 needs guide=PATH"):
         SamplerSettings().override(guide_scale=2.0).check(1000)
     with pytest.raises(GenlabError, match="use CFG or autoguidance, not both"):

@@ -242,7 +242,10 @@ class SamplerSettings:
         extra = f", eta {self.eta:g}" if "eta" in self.entry.reads else ""
         extra += f", churn {self.s_churn:g}" if self.s_churn else ""
         extra += f", autoguidance w={self.guide_scale:g} by {self.guide}" if self.autoguided else ""
-        return f"{self.name}, {steps} steps on the {self.grid} grid{extra}, {self.nfe(num_timesteps)} NFE"
+        nfe = f"{self.nfe(num_timesteps)} NFE"
+        if self.guided:  # the second network's evaluations come on top at each guided step
+            nfe += f" (+1 per guided step for the {'guide' if self.autoguided else 'unconditional pass'})"
+        return f"{self.name}, {steps} steps on the {self.grid} grid{extra}, {nfe}"
 
 
 def resolve_settings(base: SamplerSettings, given: Mapping[str, Any], num_timesteps: int | None = None,
