@@ -97,6 +97,7 @@ class GaussianDiffusion(nn.Module):
             raise ValueError("every beta must lie in (0, 1)")
         self.num_timesteps = int(betas.numel())
         self.variance = variance
+        self._schedule: VPSchedule | None = None  # schedule(), built on first use
 
         alphas = 1.0 - betas
         alphas_cumprod = torch.cumprod(alphas, dim=0)  # abar_t, eq. 4
@@ -153,15 +154,16 @@ class GaussianDiffusion(nn.Module):
         return torch.randint(0, self.num_timesteps, (n,), device=device, generator=generator)
 
     def schedule(self) -> VPSchedule:
-        """alpha, sigma and lambda at fractional t, for the ODE solvers (float64 from the betas)."""
-        return VPSchedule.from_diffusion(self)
+        """alpha, sigma and lambda at fractional t, for the ODE solvers (float64 from the betas, built once: the
+        betas are fixed at construction)."""
+        if self._schedule is None:
+            self._schedule = VPSchedule.from_diffusion(self)
+        return self._schedule
 
     def sigma_of_network_time(self, t: Tensor) -> Tensor:
         """sigma / alpha [B] at the network's time input (the model time, fractional or not): the noise level that
         the guidance interval reads."""
-        if getattr(self, "_vp_schedule", None) is None:
-            self._vp_schedule = self.schedule()
-        return self._vp_schedule.sigma_ve(t.detach().double().cpu())
+        return self.schedule().sigma_ve(t.detach().double().cpu())
 
     def network_input(self, x: Tensor, t: Tensor, p: GridPoint) -> tuple[Tensor, Tensor]:
         """The network sees the VP sample and the model time as they are."""

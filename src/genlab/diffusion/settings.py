@@ -23,6 +23,9 @@ from genlab.errors import GenlabError
 SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "variance", "clip", "guidance",
                                    "guidance_sigma_min", "guidance_sigma_max", "guide", "guide_scale",
                                    "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise")
+# The settings that are numbers, converted to float wherever settings arrive (a config block, override).
+FLOAT_SETTINGS = ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "guide_scale", "classifier_scale",
+                  "s_churn", "s_tmin", "s_tmax", "s_noise")
 # Read by some samplers only (SamplerEntry.reads): naming them with another is an error, not a silent no-op.
 OPTIONAL_SETTINGS = ("eta", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -58,13 +61,12 @@ class SamplerSettings:
     @classmethod
     def from_config(cls, block: Mapping[str, Any]) -> "SamplerSettings":
         """The run config's `sampler` block (guidance there is the grids' CFG weight)."""
-        return cls(name=_sampler_name(block["name"]), steps=block["steps"], eta=float(block["eta"]),
+        return cls(name=_sampler_name(block["name"]), steps=block["steps"],
                    spacing=Spacing(block["spacing"]) if block["spacing"] is not None else None,
                    variance=Variance(block["variance"]) if block["variance"] is not None else None,
-                   clip=bool(block["clip"]), guidance=float(block["guidance"]),
+                   clip=bool(block["clip"]),
                    guide=str(block["guide"]) if block.get("guide") is not None else None,
-                   **{k: float(block[k]) for k in ("guidance_sigma_min", "guidance_sigma_max", "guide_scale", "s_churn",
-                                                   "s_tmin", "s_tmax", "s_noise") if k in block})
+                   **{k: float(block[k]) for k in FLOAT_SETTINGS if k in block})
 
     def override(self, **given: Any) -> "SamplerSettings":
         """A copy with the given settings; None means "not given". A new sampler name starts from that sampler's
@@ -87,8 +89,7 @@ class SamplerSettings:
             for key in OPTIONAL_SETTINGS:
                 if key not in entry.reads:
                     given.setdefault(key, getattr(defaults, key))
-        for key in ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "guide_scale", "classifier_scale",
-                    "s_churn", "s_tmin", "s_tmax", "s_noise"):
+        for key in FLOAT_SETTINGS:
             if key in given:
                 given[key] = float(given[key])
         if "guide" in given:
