@@ -62,6 +62,7 @@ def test_the_api_and_the_counted_network_evaluations(runs: tuple[Path, Path]) ->
         (["guide=time-step:7min", "guide_scale=2"], "choose one of time-step:5min (time-step0000003.ckpt)"),
         (["guide=time-step:soon", "guide_scale=2"], "write the minutes of training as time-step:5min"),
         (["guide=nowhere.ckpt", "guide_scale=2"], "guide=nowhere.ckpt does not exist"),
+        (["guide=RUN", "guide_scale=2"], "is a folder, not a checkpoint file"),
         (["guide_scale=2"], "guide_scale=2 needs guide=PATH"),
         (["guide=MAIN", "guide_scale=2"], "is the main checkpoint itself"),
     ],
@@ -69,7 +70,7 @@ def test_the_api_and_the_counted_network_evaluations(runs: tuple[Path, Path]) ->
 def test_bad_guides_exit_2(runs: tuple[Path, Path], tmp_path: Path, extra: list[str], expected: str,
                            capsys: pytest.CaptureFixture[str]) -> None:
     ckpt, _ = runs
-    extra = [e.replace("MAIN", str(ckpt)) for e in extra]
+    extra = [e.replace("MAIN", str(ckpt)).replace("RUN", str(ckpt.parent.parent)) for e in extra]
     assert main(["sample", f"ckpt={ckpt}", "steps=3", *extra, f"out={tmp_path / 'x.png'}"]) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

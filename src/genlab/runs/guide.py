@@ -27,7 +27,8 @@ def resolve_guide(spec: str, main_ckpt: str | Path | None, every_n_minutes: floa
     if not spec.startswith(TIME_STEP):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise GenlabError(f"guide={spec} does not exist: give a checkpoint of the same data and objective, or "
+            what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+            raise GenlabError(f"guide={spec} {what}: give a checkpoint of the same data and objective, or "
                               f"{TIME_STEP}<minutes>min for the run's own state after that many minutes.")
         return path
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:min)?", spec[len(TIME_STEP):].strip())
