@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch_fidelity
 
-import genlab.metrics.inception as inception
+import genlab.metrics.weights as weights_module
 from conftest import TINY, subprocess_env
 from genlab.images import load_png, save_png
 from genlab.runs.checkpoint import load_generator, read_checkpoint
 from genlab.cli import main
 from genlab.errors import GenlabError
 from genlab.metrics.domain import DOMAIN_NAME, DomainFeatureExtractor
-from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_spec
+from genlab.metrics.extractors import FeatureLayer, FeatureSettings, create_extractor, extractor_spec
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import to_extractor_uint8
 
@@ -112,7 +112,7 @@ def test_callback_fid_equals_torch_fidelity_on_two_folders(classifier_ckpt: Path
     for name, images in (("a", a), ("b", b)):
         for i, image in enumerate(to_extractor_uint8(images)[:, :1]):
             save_png(image, tmp_path / name / f"{i:03d}.png")
-    spec = extractor_spec("domain", None, str(classifier_ckpt))
+    spec = extractor_spec(FeatureSettings("domain", domain_classifier=str(classifier_ckpt)))
     extractor = create_extractor(spec)
     metric = make_fid(FeatureLayer(extractor, spec.fid_layer))  # the FID callback's torchmetrics path
     read = lambda name: torch.stack([load_png(p) for p in sorted((tmp_path / name).glob("*.png"))])  # noqa: E731
@@ -134,7 +134,7 @@ def test_eval_offline_without_inception_weights_exits_2(
     def offline(url: str, path: Path) -> None:
         raise urllib.error.URLError("no network (test)")
 
-    monkeypatch.setattr(inception, "download", offline)
+    monkeypatch.setattr(weights_module, "download", offline)
     args = ["eval", f"ckpt={fid_run / 'checkpoints' / 'last.ckpt'}", "n=10", f"out={tmp_path / 'e.json'}"]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -151,7 +151,7 @@ def test_eval_offline_without_inception_weights_exits_2(
         (["eval.features=domain"], "eval.domain_classifier=PATH"),
         (["eval.every_n_steps=4"], "multiple of trainer.val_every_n_steps"),
         (["eval.num_samples=1"], "eval.num_samples"),
-        (["eval.features=clip"], "eval.features"),
+        (["eval.features=vgg"], "eval.features"),
     ],
 )
 def test_bad_eval_config_exits_2(extra: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,7 +233,7 @@ def test_a_truncated_cache_file_is_named_deleted_and_recomputed_by_eval(
     args = ["eval", f"ckpt={fid_run / 'checkpoints' / 'last.ckpt'}", "n=12", "steps=3", "features=domain",
             f"domain_classifier={classifier_ckpt}", f"cache_dir={tmp_path / 'cache'}", "log_to_run=false"]
     assert main([*args, f"out={tmp_path / 'a.json'}"]) == 0
-    (stat,) = (tmp_path / "cache").glob("*-stat-fid-pooled.pt")
+    (stat,) = (tmp_path / "cache").glob("*-features-pooled.pt")
     stat.write_bytes(stat.read_bytes()[: stat.stat().st_size // 2])  # a run killed while writing it
     capsys.readouterr()
     assert main([*args, f"out={tmp_path / 'b.json'}"]) == 0

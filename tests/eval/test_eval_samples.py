@@ -39,7 +39,7 @@ def test_fid_callback_samples_with_eval_sampler_over_the_sampler_block() -> None
                                        "eval.inception_weights=" + str(__file__)]))  # any file: not read here
     resolve_data_keys(cfg, build_datamodule(cfg))
     module = DiffusionModule(to_container(cfg))
-    spec = extractor_spec(cfg.eval.features, cfg.eval.inception_weights, cfg.eval.domain_classifier)
+    spec = extractor_spec(cfg.eval)
     settings = FIDCallback(cfg.eval, spec).sampler_kwargs(module)["settings"]
     assert (settings.name, settings.steps, settings.grid) == ("dpmpp_2m", 4, "uniform")
     assert module.sampler_settings.name == "ddim"  # the grids keep the sampler block's

@@ -16,10 +16,11 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 import genlab.metrics.inception as inception
+import genlab.metrics.weights as weights_module
 from genlab.images import save_png
 from genlab.errors import GenlabError
 from genlab.metrics.fidelity import isc_note
-from genlab.metrics.extractors import FeatureLayer, create_extractor, extractor_spec
+from genlab.metrics.extractors import FeatureLayer, FeatureSettings, create_extractor, extractor_spec
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import from_extractor_uint8, to_extractor_uint8
 
@@ -70,7 +71,7 @@ def test_local_inception_file_gives_torch_fidelity_features_and_torchmetrics_nee
     random_inception: Path,
 ) -> None:
     images = to_extractor_uint8(digit_like(2, seed=0))  # 16 x 16 gray, resized to 299 inside the network
-    spec = extractor_spec("inception", str(random_inception), None)
+    spec = extractor_spec(FeatureSettings("inception", str(random_inception)))
     assert spec.fid_layer == "2048" and len(spec.weights_sha256) == 64
     ours = FeatureLayer(create_extractor(spec), spec.fid_layer)(images)  # what the FID callback feeds torchmetrics
     assert ours.shape == (2, 2048) and ours.abs().mean() > 0.01  # calibrated: features are not vanishingly small
@@ -88,7 +89,7 @@ def test_fid_with_a_local_inception_file_equals_torch_fidelity(random_inception:
     for name, images in (("a", a), ("b", b)):
         for i, image in enumerate(to_extractor_uint8(images)[:, :1]):
             save_png(image, tmp_path / name / f"{i}.png")  # grayscale PNGs, as `genlab eval` writes them
-    spec = extractor_spec("inception", str(random_inception), None)
+    spec = extractor_spec(FeatureSettings("inception", str(random_inception)))
     extractor = create_extractor(spec)
     metric = make_fid(FeatureLayer(extractor, spec.fid_layer))
     set_reference(metric, extractor(to_extractor_uint8(b))[0])
@@ -102,12 +103,12 @@ def test_fid_with_a_local_inception_file_equals_torch_fidelity(random_inception:
 
 
 def test_pool3_only_weights_flag_the_inception_score(random_inception: Path, tmp_path: Path) -> None:
-    assert isc_note(extractor_spec("inception", str(random_inception), None))[0]
+    assert isc_note(extractor_spec(FeatureSettings("inception", str(random_inception))))[0]
     state = torch.load(random_inception, weights_only=True)
     state["fc.weight"].zero_()
     state["fc.bias"].zero_()
     torch.save(state, tmp_path / "pool3.pth")
-    valid, note = isc_note(extractor_spec("inception", str(tmp_path / "pool3.pth"), None))
+    valid, note = isc_note(extractor_spec(FeatureSettings("inception", str(tmp_path / "pool3.pth"))))
     assert not valid and "pool3" in note
 
 
@@ -117,14 +118,14 @@ def test_missing_weights_offline_give_a_clear_error(tmp_path: Path, monkeypatch:
     def offline(url: str, path: Path) -> None:
         raise urllib.error.URLError("no network (test)")
 
-    monkeypatch.setattr(inception, "download", offline)
+    monkeypatch.setattr(weights_module, "download", offline)
     with pytest.raises(GenlabError) as err:
-        extractor_spec("inception", None, None)
+        extractor_spec(FeatureSettings("inception"))
     message = str(err.value)
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / inception.HUB_FILE_NAME) in message
     assert "eval.inception_weights=PATH" in message and "no network" in message
     with pytest.raises(GenlabError, match="no such file"):
-        extractor_spec("inception", str(tmp_path / "missing.pth"), None)
+        extractor_spec(FeatureSettings("inception", str(tmp_path / "missing.pth")))
 
 
 def test_the_hub_cache_file_is_used_without_a_download(random_inception: Path, tmp_path: Path,
@@ -133,5 +134,5 @@ def test_the_hub_cache_file_is_used_without_a_download(random_inception: Path, t
     target = tmp_path / "hub" / "checkpoints" / inception.HUB_FILE_NAME
     target.parent.mkdir(parents=True)
     target.symlink_to(random_inception)
-    monkeypatch.setattr(inception, "download", lambda *a: pytest.fail("must not download"))
-    assert extractor_spec("inception", None, None).weights_path == target
+    monkeypatch.setattr(weights_module, "download", lambda *a: pytest.fail("must not download"))
+    assert extractor_spec(FeatureSettings("inception")).weights_path == target

@@ -31,6 +31,8 @@ class TableArgs:
     features: FeatureName = FeatureName.inception
     domain_classifier: Optional[str] = None
     inception_weights: Optional[str] = None
+    feature_model: Optional[str] = None  # dinov2: vit-s|b|l|g-14 (None: vit-l-14); clip: None: vit-l-14-336px
+    feature_weights: Optional[str] = None  # dinov2 / clip weights file; None: torch hub's cache (downloaded online)
     classifier: Optional[str] = None  # the noise-aware classifier of classifier_scale cells
     eval_classifier: Optional[str] = None  # scores class accuracy at t = 0; None: domain_classifier, else classifier
     cache_dir: Optional[str] = None  # reference statistics, as genlab eval
@@ -103,6 +105,8 @@ class EvalArgs(SamplerArgs):
     features: FeatureName = FeatureName.inception
     domain_classifier: Optional[str] = None
     inception_weights: Optional[str] = None
+    feature_model: Optional[str] = None  # dinov2: vit-s|b|l|g-14 (None: vit-l-14); clip: None: vit-l-14-336px
+    feature_weights: Optional[str] = None  # dinov2 / clip weights file; None: torch hub's cache (downloaded online)
     cache_dir: Optional[str] = None
     split: Split = Split.test
     nll: bool = False  # also -log p(x) in bits/dim over the split (diffusion models of any process)

@@ -76,7 +76,8 @@ def markdown_row(result: dict[str, Any]) -> str:
         sampler = s["name"]
     if s.get("guidance"):
         sampler += f" w={s['guidance']:g}"
-    is_text = f"{m[f'isc_{f}_mean']:.3f}" + ("" if result["isc_valid"] else " (invalid)")
+    is_text = "-" if f"isc_{f}_mean" not in m else f"{m[f'isc_{f}_mean']:.3f}" + (
+        "" if result["isc_valid"] else " (invalid)")
     nll = f"{m['nll_bpd']:.3f}" if "nll_bpd" in m else "-"
     cells = [Path(result["checkpoint"]).name, result["weights"], sampler, str(result["n"]),
              f"{m[f'fid_{f}']:.3f} ({f})", f"{1e3 * m[f'kid_{f}_mean']:.3f}", is_text,
@@ -111,7 +112,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     if data:
         raise GenlabError(f"{', '.join(data)}: the dataset of a checkpoint is its own; data= names the split of "
                           "samples=DIR.")
-    spec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
+    spec = extractor_spec(a, prefix="")
     ckpt = read_checkpoint(a.ckpt)
     module = load_generator(a.ckpt, ema=a.ema, ckpt=ckpt)
     weights = weights_used(ckpt, a.ema)

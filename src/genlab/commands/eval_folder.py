@@ -91,7 +91,7 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
     files = image_files(source)
     out = Path(a.out or "eval_folder.json")
     samples_dir = check_eval_out(out, source)
-    spec: ExtractorSpec = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
+    spec: ExtractorSpec = extractor_spec(a, prefix="")
     if spec.features == "domain":
         check_domain_classifier(spec.weights_path, cfg.data, "domain_classifier")
     started = time.time()

@@ -47,6 +47,8 @@ class NonFinitePolicy(StrEnum):
 class FeatureName(StrEnum):
     inception = "inception"  # torch-fidelity's InceptionV3 (the FID of the literature); needs its weights file
     domain = "domain"  # a classifier trained in this project on the dataset itself (offline, any channels/size)
+    dinov2 = "dinov2"  # DINOv2 ViT-L/14 (FD-DINOv2, Stein et al. 2023); built with timm from its weights file
+    clip = "clip"  # CLIP ViT-L/14@336px image embeddings (CLIP-FD, and CMMD of Jayasumana et al. 2024)
 
 
 class Split(StrEnum):
@@ -300,6 +302,8 @@ class EvalConfig:
     features: FeatureName = FeatureName.inception
     inception_weights: Optional[str] = None  # None: torch hub's cache file (downloaded when online)
     domain_classifier: Optional[str] = None  # classifier checkpoint (experiment=classifier_*) for features=domain
+    feature_model: Optional[str] = None  # dinov2: vit-s|b|l|g-14 (None: vit-l-14); clip: vit-l-14-336px, vit-b-32, ...
+    feature_weights: Optional[str] = None  # a local weights file of the features; None: torch hub's cache, downloaded
     cache_dir: Optional[str] = None  # reference statistics; None: $TORCH_HOME/fidelity_cache
     split: Split = Split.test  # the real images the samples are compared with
     seed: int = 0  # fixed x_T, so FID moves only when the weights do

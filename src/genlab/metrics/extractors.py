@@ -1,10 +1,11 @@
-"""Choose a feature extractor by name (`inception` | `domain`), identify its weights, and build it."""
+"""Choose a feature extractor by name (`inception` | `domain` | `dinov2` | `clip`), identify its weights, and build it."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -12,8 +13,14 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.utils import create_feature_extractor
 
 from genlab.errors import GenlabError
+from genlab.metrics.clip import CLIP_MODELS, DEFAULT_CLIP_MODEL, clip_extractor_name, clip_file_name, clip_url
+from genlab.metrics.dinov2 import (DEFAULT_DINOV2_MODEL, DINOV2_MODELS, DINOV2_NAME, dinov2_file_name, dinov2_url,
+                                   read_state_dict)
 from genlab.metrics.domain import DOMAIN_NAME
 from genlab.metrics.inception import INCEPTION_NAME, resolve_inception_weights
+from genlab.metrics.weights import resolve_weights
+
+FEATURES = ("inception", "domain", "dinov2", "clip")
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -35,17 +42,18 @@ def file_sha256(path: Path) -> str:
 class ExtractorSpec:
     """Which extractor, with which weights: everything a metric's provenance and a cache key need."""
 
-    features: str  # "inception" | "domain": the suffix of every metric name (fid_inception, kid_domain, ...)
+    features: str  # one of FEATURES: the suffix of every metric name (fid_inception, kid_domain, fid_dinov2, ...)
     name: str  # torch-fidelity's registered name
     weights_path: Path
     weights_sha256: str
-    fid_layer: str  # features for FID, KID, precision/recall
-    isc_layer: str  # logits for the Inception Score
+    fid_layer: str  # features for FID, KID, precision/recall, density/coverage (and CMMD)
+    isc_layer: str | None  # logits for the Inception Score; None: the extractor has no classes (dinov2, clip)
+    model: str | None = None  # the variant of dinov2 / clip (vit-l-14, ...); None for inception and domain
 
     @property
     def layers(self) -> list[str]:
-        """Both layers, always requested together so that torch-fidelity's feature cache files are shared."""
-        return [self.fid_layer, self.isc_layer]
+        """Every layer, always requested together so that torch-fidelity's feature cache files are shared."""
+        return [self.fid_layer] + ([self.isc_layer] if self.isc_layer else [])
 
     @property
     def weights_id(self) -> str:
@@ -53,23 +61,60 @@ class ExtractorSpec:
         return self.weights_sha256[:12]
 
 
-def extractor_spec(features: str, inception_weights: str | None, domain_classifier: str | None,
-                   prefix: str = "eval.") -> ExtractorSpec:
-    """Resolve the weights of the chosen extractor (downloading Inception's when online) and hash them."""
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The feature settings of `genlab eval`, `genlab table` and the `eval` block, for code that has none of them."""
+
+    features: str
+    inception_weights: str | None = None
+    domain_classifier: str | None = None
+    feature_model: str | None = None
+    feature_weights: str | None = None
+
+
+def extractor_spec(settings: Any, prefix: str = "eval.") -> ExtractorSpec:
+    """Resolve the weights of the extractor that `settings` names (its features, inception_weights,
+    domain_classifier, and feature_model / feature_weights for dinov2 and clip), downloading them when online and
+    not cached, and hash them."""
+    features = str(settings.features)
+    model, weights = getattr(settings, "feature_model", None), getattr(settings, "feature_weights", None)
+    if model is not None and features not in ("dinov2", "clip"):
+        raise GenlabError(f"{prefix}feature_model={model}: only features=dinov2 and features=clip have variants.")
     if features == "inception":
-        path = resolve_inception_weights(inception_weights, key=f"{prefix}inception_weights")
+        path = resolve_inception_weights(weights or settings.inception_weights, key=f"{prefix}inception_weights")
         return ExtractorSpec(features, INCEPTION_NAME, path, file_sha256(path), "2048", "logits_unbiased")
     if features == "domain":
-        if not domain_classifier:
+        classifier = settings.domain_classifier
+        if not classifier:
             raise GenlabError(
                 f"features=domain needs {prefix}domain_classifier=PATH, a checkpoint of experiment=classifier_* "
                 "trained on the same dataset."
             )
-        path = Path(domain_classifier).expanduser()
+        path = Path(classifier).expanduser()
         if not path.is_file():
-            raise GenlabError(f"{prefix}domain_classifier={domain_classifier}: no such checkpoint file.")
+            raise GenlabError(f"{prefix}domain_classifier={classifier}: no such checkpoint file.")
         return ExtractorSpec(features, DOMAIN_NAME, path, file_sha256(path), "pooled", "logits")
-    raise GenlabError(f"unknown features={features!r}: use inception or domain.")
+    if features == "dinov2":
+        model = model or DEFAULT_DINOV2_MODEL
+        check_model(model, DINOV2_MODELS, f"{prefix}feature_model", "dinov2")
+        path = resolve_weights(weights, dinov2_url(model), dinov2_file_name(model),
+                               f"DINOv2 {model} weights (facebookresearch/dinov2's .pth)", f"{prefix}feature_weights",
+                               "Offline, features=domain needs no download.")
+        read_state_dict(path)  # a foreign or truncated file fails here, before anything is sampled or written
+        return ExtractorSpec(features, DINOV2_NAME, path, file_sha256(path), "dinov2", None, model)
+    if features == "clip":
+        model = model or DEFAULT_CLIP_MODEL
+        check_model(model, CLIP_MODELS, f"{prefix}feature_model", "clip")
+        path = resolve_weights(weights, clip_url(model), clip_file_name(model),
+                               f"CLIP {model} weights (OpenAI's TorchScript .pt)", f"{prefix}feature_weights",
+                               "Offline, features=domain needs no download.")
+        return ExtractorSpec(features, clip_extractor_name(model), path, file_sha256(path), "clip", None, model)
+    raise GenlabError(f"unknown features={features!r}: use {', '.join(FEATURES)}.")
+
+
+def check_model(model: str, known: tuple[str, ...], key: str, features: str) -> None:
+    if model not in known:
+        raise GenlabError(f"{key}={model}: features={features} has the variants {', '.join(known)}.")
 
 
 def create_extractor(spec: ExtractorSpec, device: torch.device | str = "cpu") -> FeatureExtractorBase:
@@ -91,8 +136,9 @@ class FeatureLayer(nn.Module):
         super().__init__()
         self.extractor = extractor
         self.index = list(extractor.get_requested_features_list()).index(layer)
-        # Inception's layers are named by their size ("2048"); the domain extractor knows its own.
-        self.num_features = int(getattr(extractor, "num_features", 0) or layer)
+        # Inception's layers are named by their size ("2048"); the others know their own, or are asked once.
+        self.num_features = int(getattr(extractor, "num_features", 0) or (layer if layer.isdigit() else 0)
+                                or self.forward(torch.zeros(1, 3, 16, 16, dtype=torch.uint8)).shape[1])
 
     def forward(self, images: Tensor) -> Tensor:
         """uint8 B x 3 x H x W -> features [B, num_features]."""

@@ -21,9 +21,9 @@ from genlab.errors import GenlabError
 from genlab.images import save_png_folder
 from genlab.metrics.class_accuracy import class_accuracy
 from genlab.metrics.domain import check_domain_classifier
-from genlab.metrics.extractors import create_extractor, extractor_spec, file_sha256
-from genlab.metrics.fidelity import fidelity_metrics
-from genlab.metrics.reference import SplitImages, cache_dir_of, reference_features, reference_key
+from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec, file_sha256
+from genlab.metrics.fidelity import fidelity_kwargs, folder_features, metrics_from_features
+from genlab.metrics.reference import cache_dir_of, reference_features, reference_key
 from genlab.models import facts_of
 from genlab.models.sample_shares import balanced_labels
 from genlab.runs import RunDir
@@ -33,6 +33,16 @@ from genlab.tables.cells import CellStore, cell_hash
 from genlab.tables.spec import SAMPLER_SETTINGS, Cell, TableSpec, cell_settings
 
 DEFAULT_CKPT = "default"
+
+
+def check_metrics_available(spec: TableSpec, extractor: ExtractorSpec) -> None:
+    """A spec's metrics must be ones the extractor gives: IS needs class logits, CMMD CLIP embeddings."""
+    missing = {"is": extractor.isc_layer is None, "cmmd": extractor.features != "clip"}
+    wrong = [m for m in spec.metrics if missing.get(m)]
+    if wrong:
+        raise GenlabError(f"the spec {spec.name} shows {', '.join(wrong)}, which features={extractor.features} does "
+                          "not give (IS needs class logits: inception or domain; CMMD needs features=clip). Remove "
+                          "it from the spec's metrics, or choose other features.")
 
 
 class SweepContext:
@@ -45,7 +55,8 @@ class SweepContext:
         self.batch_size = a.batch_size if a.batch_size is not None else spec.batch_size
         self.device = pick_device(a.device)
         self.paths = self._checkpoint_paths()
-        self.extractor = extractor_spec(a.features, a.inception_weights, a.domain_classifier, prefix="")
+        self.extractor = extractor_spec(a, prefix="")
+        check_metrics_available(spec, self.extractor)
         self.modules: dict[str, Any] = {}  # every checkpoint is some row's: load each once, up front
         self.weights: dict[str, str] = {}
         self.posthoc: dict[tuple[str, float], Any] = {}  # (checkpoint, sigma_rel) -> its rebuilt generator
@@ -63,9 +74,10 @@ class SweepContext:
             check_domain_classifier(self.extractor.weights_path, self.cfg.data, "domain_classifier")
         self.cache_dir = cache_dir_of(a.cache_dir)
         self.reference_key = reference_key(self.cfg.data, str(a.split), self.cfg.seed, self.extractor)
-        features = reference_features(self.cfg, str(a.split), create_extractor(self.extractor, self.device),
-                                      self.reference_key, self.cache_dir, self.batch_size)
-        self.n_real = int(features[self.extractor.fid_layer].shape[0])
+        self.extractor_module = create_extractor(self.extractor, self.device)
+        self.real = reference_features(self.cfg, str(a.split), self.extractor_module, self.reference_key,
+                                       self.cache_dir, self.batch_size)
+        self.n_real = int(self.real[self.extractor.fid_layer].shape[0])
         self.classifier = load_classifier(a.classifier).to(self.device) if a.classifier else None
         scorer = a.eval_classifier or (a.domain_classifier if a.features == "domain" else None) or a.classifier
         self.scorer_path = scorer
@@ -178,12 +190,11 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
     sampled = time.time()
     with tempfile.TemporaryDirectory(prefix="genlab-table-") as folder:
         save_png_folder(images, Path(folder))
-        raw = fidelity_metrics(ctx.extractor, Path(folder), SplitImages(ctx.cfg, str(ctx.args.split)),
-                               ctx.reference_key, ctx.n_real, ctx.cache_dir, ctx.batch_size,
-                               ctx.device.type == "cuda", cell.seed)
-    f = ctx.extractor.features
-    metrics = {"fid": raw[f"fid_{f}"], "kid": 1e3 * raw[f"kid_{f}_mean"], "is": raw[f"isc_{f}_mean"],
-               "precision": raw[f"precision_{f}"], "recall": raw[f"recall_{f}"]}
+        kwargs = fidelity_kwargs(ctx.extractor, len(images), ctx.n_real, ctx.batch_size, ctx.device.type == "cuda",
+                                 cell.seed)
+        raw = metrics_from_features(ctx.extractor, folder_features(ctx.extractor_module, Path(folder), kwargs),
+                                    ctx.real, kwargs)
+    metrics = table_metrics(raw, ctx.extractor.features)
     if labels is not None and ctx.scorer is not None:
         metrics["class_acc"] = class_accuracy(ctx.scorer, images, labels)
     sampler = sampler_record(ctx.module(cell.settings), settings, calls)
@@ -193,10 +204,21 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
         "metrics": metrics,
         "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
         "weights": ctx.weights_of(cell.settings),
-        "n": ctx.n, "features": f,
+        "n": ctx.n, "features": ctx.extractor.features,
         **sampler,
         "seconds": {"sampling": round(sampled - started, 2), "total": round(time.time() - started, 2)},
     }
+
+
+def table_metrics(raw: dict[str, float], f: str) -> dict[str, float]:
+    """genlab eval's metric names (fid_dinov2, ...) as the spec names them (fid, ...); KID x 1e3."""
+    metrics = {"fid": raw[f"fid_{f}"], "kid": 1e3 * raw[f"kid_{f}_mean"], "precision": raw[f"precision_{f}"],
+               "recall": raw[f"recall_{f}"], "density": raw[f"density_{f}"], "coverage": raw[f"coverage_{f}"]}
+    if f"isc_{f}_mean" in raw:  # extractors with class logits only
+        metrics["is"] = raw[f"isc_{f}_mean"]
+    if "cmmd_clip" in raw:
+        metrics["cmmd"] = raw["cmmd_clip"]
+    return metrics
 
 
 def sampler_record(module: Any, settings: SamplerSettings | None, calls: NetworkCalls | None = None) -> dict[str, Any]:

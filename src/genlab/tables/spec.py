@@ -66,6 +66,9 @@ METRICS: dict[str, tuple[str, int]] = {
     "is": ("IS", 2),
     "precision": ("Precision", 3),
     "recall": ("Recall", 3),
+    "density": ("Density", 3),  # Naeem et al. 2020 (k = 5)
+    "coverage": ("Coverage", 3),
+    "cmmd": ("CMMD", 3),  # Jayasumana et al. 2024: features=clip only
     "class_acc": ("Accuracy", 3),
     "nfe": ("NFE", 0),  # network evaluations per sample that sampling counted (CFG's null pass, a guide's forwards)
 }

@@ -98,7 +98,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         model.guide_for(str(guide))  # a missing or mismatched guide fails now, not at the first validation
     fid_spec = None
     if cfg.eval.enabled:  # missing weights or classifier fail now, not after the first validation
-        fid_spec = extractor_spec(cfg.eval.features, cfg.eval.inception_weights, cfg.eval.domain_classifier)
+        fid_spec = extractor_spec(cfg.eval)
         if fid_spec.features == "domain":
             check_domain_classifier(fid_spec.weights_path, cfg.data, "eval.domain_classifier")
     scorer = None
