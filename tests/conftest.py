@@ -36,6 +36,29 @@ def _offline_and_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENLAB_HOME", str(REPO))
 
 
+# Runs shared by the evaluation tests (session-scoped: trained once for every file that uses them).
+@pytest.fixture(scope="session")
+def classifier_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("clf_run")
+    from genlab.cli import main
+
+    assert main(["train", "experiment=classifier_digits", *TINY, f"run_dir={run_dir}"]) == 0
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def fid_run(classifier_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny DDPM run with FID every 3 steps; 7 steps, so the end-of-training FID is not at a validation."""
+    run_dir = tmp_path_factory.mktemp("ddpm_run")
+    args = ["train", "experiment=ddpm_digits", *TINY, "trainer.max_steps=7", "eval.enabled=true",
+            "eval.features=domain", f"eval.domain_classifier={classifier_ckpt}", "eval.num_samples=12",
+            "eval.every_n_steps=3", f"eval.cache_dir={run_dir / 'cache'}", f"run_dir={run_dir}"]
+    from genlab.cli import main
+
+    assert main(args) == 0
+    return run_dir
+
+
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)

@@ -25,24 +25,6 @@ from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import to_extractor_uint8
 
 
-@pytest.fixture(scope="module")
-def classifier_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("clf_run")
-    assert main(["train", "experiment=classifier_digits", *TINY, f"run_dir={run_dir}"]) == 0
-    return run_dir / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
-def fid_run(classifier_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny DDPM run with FID every 3 steps; 7 steps, so the end-of-training FID is not at a validation."""
-    run_dir = tmp_path_factory.mktemp("ddpm_run")
-    args = ["train", "experiment=ddpm_digits", *TINY, "trainer.max_steps=7", "eval.enabled=true",
-            "eval.features=domain", f"eval.domain_classifier={classifier_ckpt}", "eval.num_samples=12",
-            "eval.every_n_steps=3", f"eval.cache_dir={run_dir / 'cache'}", f"run_dir={run_dir}"]
-    assert main(args) == 0
-    return run_dir
-
-
 def test_training_logs_fid_of_the_domain_features(fid_run: Path) -> None:
     with open(fid_run / "logs" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("val/fid_domain")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch_fidelity
@@ -23,6 +24,7 @@ from genlab.metrics.fidelity import isc_note
 from genlab.metrics.extractors import FeatureLayer, FeatureSettings, create_extractor, extractor_spec
 from genlab.metrics.fid import make_fid, set_reference
 from genlab.metrics.images import from_extractor_uint8, to_extractor_uint8
+from genlab.metrics.inception_clean import clean_resize
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +138,29 @@ def test_the_hub_cache_file_is_used_without_a_download(random_inception: Path, t
     target.symlink_to(random_inception)
     monkeypatch.setattr(weights_module, "download", lambda *a: pytest.fail("must not download"))
     assert extractor_spec(FeatureSettings("inception")).weights_path == target
+
+
+def test_clean_protocol_resizes_as_clean_fid() -> None:
+    """clean_resize is clean-fid's own resizer for its "clean" mode: PIL bicubic per channel in float32, clipped."""
+    resize = pytest.importorskip("cleanfid.resize", reason="the test extra installs clean-fid, the reference")
+    images = to_extractor_uint8(digit_like(2, seed=3))  # [2, 3, 16, 16] uint8
+    theirs = resize.make_resizer("PIL", False, "bicubic", (299, 299))
+    for ours, image in zip(clean_resize(images), images):
+        expected = theirs(image.permute(1, 2, 0).numpy())  # [299, 299, 3] float32
+        assert np.array_equal(ours.permute(1, 2, 0).numpy(), expected)
+
+
+def test_clean_protocol_runs_torch_fidelitys_inception_after_its_resize(random_inception: Path) -> None:
+    """At 299 x 299 both resizes are the identity: the clean extractor then gives torch-fidelity's features exactly;
+    at 16 x 16 they differ, which is the point of the protocol."""
+    spec = extractor_spec(FeatureSettings("inception", str(random_inception), protocol="clean"))
+    assert spec.name == "genlab-inception-clean" and spec.cache_tag == "inception-clean"
+    clean = create_extractor(spec)
+    plain = create_extractor(extractor_spec(FeatureSettings("inception", str(random_inception))))
+    big = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8)
+    for a, b in zip(clean(big), plain(big)):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    small = to_extractor_uint8(digit_like(2, seed=4))
+    assert (clean(small)[0] - plain(small)[0]).abs().max() > 1e-3
+    with pytest.raises(GenlabError, match="protocol=clean .* needs features=inception"):
+        extractor_spec(FeatureSettings("domain", domain_classifier="x.ckpt", protocol="clean"))

@@ -33,6 +33,7 @@ class TableArgs:
     inception_weights: Optional[str] = None
     feature_model: Optional[str] = None  # dinov2: vit-s|b|l|g-14 (None: vit-l-14); clip: None: vit-l-14-336px
     feature_weights: Optional[str] = None  # dinov2 / clip weights file; None: torch hub's cache (downloaded online)
+    protocol: str = "torch-fidelity"  # how images reach the extractor; clean: clean-fid's resize (features=inception)
     classifier: Optional[str] = None  # the noise-aware classifier of classifier_scale cells
     eval_classifier: Optional[str] = None  # scores class accuracy at t = 0; None: domain_classifier, else classifier
     cache_dir: Optional[str] = None  # reference statistics, as genlab eval
@@ -107,6 +108,7 @@ class EvalArgs(SamplerArgs):
     inception_weights: Optional[str] = None
     feature_model: Optional[str] = None  # dinov2: vit-s|b|l|g-14 (None: vit-l-14); clip: None: vit-l-14-336px
     feature_weights: Optional[str] = None  # dinov2 / clip weights file; None: torch hub's cache (downloaded online)
+    protocol: str = "torch-fidelity"  # how images reach the extractor; clean: clean-fid's resize (features=inception)
     cache_dir: Optional[str] = None
     split: Split = Split.test
     nll: bool = False  # also -log p(x) in bits/dim over the split (diffusion models of any process)
@@ -118,6 +120,8 @@ class EvalArgs(SamplerArgs):
     # in the checkpoint's run folder (eval.json outside a run folder)
     out: Optional[str] = None
     seed: int = 0
+    seeds: Optional[List[int]] = None  # several sample seeds, e.g. seeds=[0,1,2]: every metric as mean +- std over them
+    bootstrap: int = 20  # one seed: resamples of the sample set for a spread of FID, density, coverage; 0: none
     batch_size: int = 250
     ema: bool = True
     device: str = "auto"

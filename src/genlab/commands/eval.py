@@ -24,7 +24,9 @@ from genlab.errors import GenlabError
 from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
-from genlab.metrics.fidelity import SplitScore, extractor_record, isc_note, reference_record, score_against_split
+from genlab.metrics.fidelity import SplitScore, SplitScorer, extractor_record, isc_note, reference_record
+from genlab.metrics.protocol import protocol_record
+from genlab.metrics.spread import bootstrap_spread, seed_spread
 from genlab.metrics.nll import NLL_METHODS, compute_nll, nll_method
 from genlab.outputs import check_eval_out, write_json, write_png_folder
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
@@ -46,6 +48,10 @@ def parse_eval_args(args: list[str]) -> EvalArgs:
         raise GenlabError(f"batch_size={parsed.batch_size} must be a positive integer.")
     if parsed.nll_images is not None and parsed.nll_images <= 0:
         raise GenlabError(f"nll_images={parsed.nll_images} must be a positive integer (or leave it out: all images).")
+    if parsed.seeds is not None and (not parsed.seeds or len(set(parsed.seeds)) != len(parsed.seeds)):
+        raise GenlabError(f"seeds={parsed.seeds}: give distinct sample seeds, e.g. seeds=[0,1,2].")
+    if parsed.bootstrap < 0:
+        raise GenlabError(f"bootstrap={parsed.bootstrap}: give the number of resamples (20 is usual), or 0 for none.")
     if parsed.out is not None and not parsed.out.endswith(".json"):
         raise GenlabError(f"out={parsed.out}: give a .json file; the samples go to a folder beside it.")
     return parsed
@@ -80,27 +86,59 @@ def markdown_row(result: dict[str, Any]) -> str:
         "" if result["isc_valid"] else " (invalid)")
     nll = f"{m['nll_bpd']:.3f}" if "nll_bpd" in m else "-"
     cells = [Path(result["checkpoint"]).name, result["weights"], sampler, str(result["n"]),
-             f"{m[f'fid_{f}']:.3f} ({f})", f"{1e3 * m[f'kid_{f}_mean']:.3f}", is_text,
+             f"{m[f'fid_{f}']:.3f}{spread_text(result, f'fid_{f}')} ({f})", f"{1e3 * m[f'kid_{f}_mean']:.3f}", is_text,
              f"{m[f'precision_{f}']:.3f}", f"{m[f'recall_{f}']:.3f}", nll]
     return "| " + " | ".join(cells) + " |"
+
+
+def spread_text(result: dict[str, Any], metric: str) -> str:
+    """' ± std' of a metric over seeds, or of its bootstrap; '' without a spread."""
+    spread = result.get("spread") or {}
+    std = spread.get("std", {}).get(metric)
+    if std is None:
+        std = spread.get("bootstrap", {}).get(metric, {}).get("std")
+    return "" if std is None else f" ± {std:.3f}"
 
 
 def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, score: SplitScore, samples_dir: Path,
                weights: str) -> dict[str, Any]:
     """Where every number came from: checkpoint, weights, samples, extractor, reference statistics."""
+    seeds = sample_seeds(a)
     return {
         "checkpoint": str(Path(a.ckpt).resolve()),
         "model_kind": str(cfg.model.kind),
         "weights": weights,
         "n": a.n,
-        "seed": a.seed,
-        "sample_seeds": f"one generator seeded with {a.seed}, batches of {a.batch_size} in order",
+        "seed": seeds[0],
+        "sample_seeds": f"per seed, one generator seeded with it, batches of {a.batch_size} in order: {seeds}",
         "samples_dir": str(samples_dir.resolve()),
         "extractor": extractor_record(spec),
         "reference": reference_record(score, cfg, str(a.split)),
         "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__},
         "markdown_columns": list(MARKDOWN_COLUMNS),
     }
+
+
+def sample_seeds(a: EvalArgs) -> list[int]:
+    """seeds=[...] when given, else [seed]."""
+    return list(a.seeds) if a.seeds else [a.seed]
+
+
+def spread_of(a: EvalArgs, spec: ExtractorSpec, scores: list[SplitScore], real: dict[str, Any],
+              seeds: list[int]) -> tuple[dict[str, float], dict[str, Any], str]:
+    """The metrics (means over seeds), their spread, and a sentence saying which spread it is."""
+    per_seed = [s.metrics for s in scores]
+    mean, std = seed_spread(per_seed)
+    if len(scores) > 1:
+        return mean, {"std": std, "per_seed": dict(zip(map(str, seeds), per_seed))}, (
+            f"mean and sample std (ddof 1) over the sample seeds {seeds}")
+    if a.bootstrap <= 1:
+        return mean, {}, "none: one sample seed and bootstrap=0"
+    boot = bootstrap_spread(spec.features, scores[0].fake[spec.fid_layer], real[spec.fid_layer], a.bootstrap,
+                            seeds[0])
+    names = ", ".join(boot)
+    return mean, {"bootstrap": boot}, (f"bootstrap over {a.bootstrap} resamples of the {a.n} samples (reference "
+                                       f"fixed): std and 95 % interval of {names}")
 
 
 def eval_command(args: list[str]) -> dict[str, Any]:
@@ -129,23 +167,34 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     device = pick_device(a.device)
     module.to(device)
     started = time.time()
-    calls = NetworkCalls()
-    images = module.eval_samples(a.n, seed=a.seed, batch_size=a.batch_size, settings=settings, progress=True,
-                                 calls=calls)
-    sampler = module.sampler_record(settings, calls)  # the network evaluations counted, guidance included
-    write_png_folder(images, samples_dir, "genlab eval", legacy_owner=out)
-    seconds = {"sampling": round(time.time() - started, 2)}
-
-    score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
-    metrics = dict(score.metrics)
+    seeds = sample_seeds(a)
+    scorer = SplitScorer(cfg, str(a.split), spec, a.cache_dir, a.batch_size, device)
+    scores, seconds = [], {"sampling": 0.0}
+    for seed in seeds:
+        tick = time.time()
+        calls = NetworkCalls()
+        images = module.eval_samples(a.n, seed=seed, batch_size=a.batch_size, settings=settings, progress=True,
+                                     calls=calls)
+        sampler = module.sampler_record(settings, calls)  # the network evaluations counted, guidance included
+        folder = samples_dir if len(seeds) == 1 else samples_dir / f"seed{seed}"
+        write_png_folder(images, folder, "genlab eval", legacy_owner=out)
+        seconds["sampling"] = round(seconds["sampling"] + time.time() - tick, 2)
+        scores.append(scorer.score(folder, seed))
+    score = scores[0]
+    metrics, spread, spread_text = spread_of(a, spec, scores, scorer.real, seeds)
     if a.nll:
-        metrics["nll_bpd"], nll_images = compute_nll(module, cfg, str(a.split), a.batch_size, a.seed, device,
+        metrics["nll_bpd"], nll_images = compute_nll(module, cfg, str(a.split), a.batch_size, seeds[0], device,
                                                      a.nll_images, method)
         metrics["nll_images"] = nll_images
     seconds["total"] = round(time.time() - started, 2)
+    protocol = protocol_record(spec, samples=a.n, seeds=seeds, dataset=str(cfg.data.name), split=str(a.split),
+                               reference_images=score.n_real, resolution=int(cfg.data.resolution), sampler=sampler,
+                               weights=weights, spread=spread_text)
     isc_valid, note = isc_note(spec)
     result = {
         "metrics": metrics,
+        "spread": spread,
+        "protocol": protocol,
         "isc_valid": isc_valid,
         "isc_note": note,
         "sampler": sampler,

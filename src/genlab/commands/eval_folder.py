@@ -22,7 +22,9 @@ from genlab.errors import GenlabError
 from genlab.images import to_8bit
 from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
-from genlab.metrics.fidelity import extractor_record, isc_note, reference_record, score_against_split
+from genlab.metrics.fidelity import SplitScorer, extractor_record, isc_note, reference_record
+from genlab.metrics.protocol import protocol_record
+from genlab.metrics.spread import bootstrap_spread
 from genlab.outputs import check_eval_out, write_json, write_png_folder
 
 
@@ -86,6 +88,9 @@ def folder_images(files: list[Path], channels: int, resolution: int) -> tuple[Te
 
 def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
     """Score a.samples against the split of `data`; write the JSON and return the result."""
+    if a.seeds:
+        raise GenlabError(f"seeds={a.seeds}: a folder of images is one sample set; its spread is the bootstrap "
+                          "(bootstrap=N resamples).")
     cfg = split_config(data)
     source = Path(a.samples)
     files = image_files(source)
@@ -102,11 +107,22 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
                   f"{note['modes_found']}) to match the {cfg.data.name} split")
     write_png_folder(images, samples_dir, "genlab eval", legacy_owner=out)
     device = pick_device(a.device)
-    score = score_against_split(cfg, str(a.split), spec, samples_dir, a.cache_dir, a.batch_size, device, a.seed)
+    scorer = SplitScorer(cfg, str(a.split), spec, a.cache_dir, a.batch_size, device)
+    score = scorer.score(samples_dir, a.seed)
     metrics, key = score.metrics, score.key
+    spread: dict[str, Any] = {}
+    spread_text = "none: bootstrap=0"
+    if a.bootstrap > 1:
+        spread = {"bootstrap": bootstrap_spread(spec.features, score.fake[spec.fid_layer], scorer.real[spec.fid_layer],
+                                                a.bootstrap, a.seed)}
+        spread_text = (f"bootstrap over {a.bootstrap} resamples of the {len(images)} images (reference fixed): std "
+                       f"and 95 % interval of {', '.join(spread['bootstrap'])}")
     isc_valid, isc_text = isc_note(spec)
+    protocol = protocol_record(spec, samples=len(images), seeds=[], dataset=str(cfg.data.name), split=str(a.split),
+                               reference_images=score.n_real, resolution=int(cfg.data.resolution), sampler=None,
+                               weights=None, spread=spread_text)
     result = {
-        "metrics": metrics, "isc_valid": isc_valid, "isc_note": isc_text,
+        "metrics": metrics, "spread": spread, "protocol": protocol, "isc_valid": isc_valid, "isc_note": isc_text,
         "samples": {"source": str(Path(a.samples).resolve()), **note, "scored_dir": str(samples_dir.resolve())},
         "n": len(images),
         "extractor": extractor_record(spec),

@@ -304,6 +304,7 @@ class EvalConfig:
     domain_classifier: Optional[str] = None  # classifier checkpoint (experiment=classifier_*) for features=domain
     feature_model: Optional[str] = None  # dinov2: vit-s|b|l|g-14 (None: vit-l-14); clip: vit-l-14-336px, vit-b-32, ...
     feature_weights: Optional[str] = None  # a local weights file of the features; None: torch hub's cache, downloaded
+    protocol: str = "torch-fidelity"  # clean: clean-fid's resize before Inception (features=inception)
     cache_dir: Optional[str] = None  # reference statistics; None: $TORCH_HOME/fidelity_cache
     split: Split = Split.test  # the real images the samples are compared with
     seed: int = 0  # fixed x_T, so FID moves only when the weights do

@@ -18,9 +18,11 @@ from genlab.metrics.dinov2 import (DEFAULT_DINOV2_MODEL, DINOV2_MODELS, DINOV2_N
                                    read_state_dict)
 from genlab.metrics.domain import DOMAIN_NAME
 from genlab.metrics.inception import INCEPTION_NAME, resolve_inception_weights
+from genlab.metrics.inception_clean import INCEPTION_CLEAN_NAME
 from genlab.metrics.weights import resolve_weights
 
 FEATURES = ("inception", "domain", "dinov2", "clip")
+PROTOCOLS = ("torch-fidelity", "clean")  # how images reach the extractor: torch-fidelity's, or clean-fid's resize
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -49,6 +51,7 @@ class ExtractorSpec:
     fid_layer: str  # features for FID, KID, precision/recall, density/coverage (and CMMD)
     isc_layer: str | None  # logits for the Inception Score; None: the extractor has no classes (dinov2, clip)
     model: str | None = None  # the variant of dinov2 / clip (vit-l-14, ...); None for inception and domain
+    protocol: str = "torch-fidelity"  # or "clean": clean-fid's resize before Inception (metrics/inception_clean.py)
 
     @property
     def layers(self) -> list[str]:
@@ -60,6 +63,11 @@ class ExtractorSpec:
         """A short id of the weights for file names."""
         return self.weights_sha256[:12]
 
+    @property
+    def cache_tag(self) -> str:
+        """What the reference features depend on besides the data and weights: the features, and the protocol."""
+        return self.features + ("-clean" if self.protocol == "clean" else "")
+
 
 @dataclass(frozen=True)
 class FeatureSettings:
@@ -70,6 +78,7 @@ class FeatureSettings:
     domain_classifier: str | None = None
     feature_model: str | None = None
     feature_weights: str | None = None
+    protocol: str = "torch-fidelity"
 
 
 def extractor_spec(settings: Any, prefix: str = "eval.") -> ExtractorSpec:
@@ -80,9 +89,16 @@ def extractor_spec(settings: Any, prefix: str = "eval.") -> ExtractorSpec:
     model, weights = getattr(settings, "feature_model", None), getattr(settings, "feature_weights", None)
     if model is not None and features not in ("dinov2", "clip"):
         raise GenlabError(f"{prefix}feature_model={model}: only features=dinov2 and features=clip have variants.")
+    protocol = str(getattr(settings, "protocol", None) or "torch-fidelity")
+    if protocol not in PROTOCOLS:
+        raise GenlabError(f"{prefix}protocol={protocol}: use {' or '.join(PROTOCOLS)}.")
+    if protocol == "clean" and features != "inception":
+        raise GenlabError(f"{prefix}protocol=clean is clean-fid's resize before Inception: it needs "
+                          f"features=inception, not {features}.")
     if features == "inception":
         path = resolve_inception_weights(weights or settings.inception_weights, key=f"{prefix}inception_weights")
-        return ExtractorSpec(features, INCEPTION_NAME, path, file_sha256(path), "2048", "logits_unbiased")
+        name = INCEPTION_CLEAN_NAME if protocol == "clean" else INCEPTION_NAME
+        return ExtractorSpec(features, name, path, file_sha256(path), "2048", "logits_unbiased", protocol=protocol)
     if features == "domain":
         classifier = settings.domain_classifier
         if not classifier:

@@ -4,7 +4,7 @@ KID, precision/recall and IS, computed from features extracted once, with densit
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,27 +91,36 @@ def isc_note(spec: ExtractorSpec) -> tuple[bool, str]:
 
 @dataclass(frozen=True)
 class SplitScore:
-    """A folder of samples scored against a split: the metrics, and the reference statistics they used."""
+    """A folder of samples scored against a split: the metrics, the reference statistics they used, and the
+    samples' features (for a bootstrap)."""
 
     metrics: dict[str, float]
     key: str  # the reference statistics' cache key
     n_real: int
     cache_dir: Path
+    fake: dict[str, Tensor] = field(repr=False, default_factory=dict)
 
 
-def score_against_split(cfg: DictConfig, split: str, spec: ExtractorSpec, samples: Path, cache_dir: str | None,
-                        batch_size: int, device: torch.device, seed: int) -> SplitScore:
-    """Every metric of the PNGs in `samples` against `split` of the config's dataset, the split's features loaded
-    from (or computed into) the cache under its weights-aware key."""
-    folder = cache_dir_of(cache_dir)
-    key = reference_key(cfg.data, split, cfg.seed, spec)
-    extractor = create_extractor(spec, device)
-    real = reference_features(cfg, split, extractor, key, folder, batch_size)
-    n_real = int(real[spec.fid_layer].shape[0])
-    n = len(list(samples.glob("*.png")))
-    kwargs = fidelity_kwargs(spec, n, n_real, batch_size, device.type == "cuda", seed)
-    fake = folder_features(extractor, samples, kwargs)
-    return SplitScore(metrics_from_features(spec, fake, real, kwargs), key, n_real, folder)
+class SplitScorer:
+    """Scores folders of samples against `split` of the config's dataset: the extractor is built and the split's
+    features loaded from (or computed into) the cache under its weights-aware key once, for every folder."""
+
+    def __init__(self, cfg: DictConfig, split: str, spec: ExtractorSpec, cache_dir: str | None, batch_size: int,
+                 device: torch.device) -> None:
+        self.spec, self.batch_size, self.device = spec, batch_size, device
+        self.cache_dir = cache_dir_of(cache_dir)
+        self.key = reference_key(cfg.data, split, cfg.seed, spec)
+        self.extractor = create_extractor(spec, device)
+        self.real = reference_features(cfg, split, self.extractor, self.key, self.cache_dir, batch_size)
+        self.n_real = int(self.real[spec.fid_layer].shape[0])
+
+    def score(self, samples: Path, seed: int) -> SplitScore:
+        """Every metric of the PNGs in `samples`; `seed` seeds KID's subsets and the IS splits."""
+        n = len(list(samples.glob("*.png")))
+        kwargs = fidelity_kwargs(self.spec, n, self.n_real, self.batch_size, self.device.type == "cuda", seed)
+        fake = folder_features(self.extractor, samples, kwargs)
+        metrics = metrics_from_features(self.spec, fake, self.real, kwargs)
+        return SplitScore(metrics, self.key, self.n_real, self.cache_dir, fake)
 
 
 def extractor_record(spec: ExtractorSpec) -> dict[str, Any]:

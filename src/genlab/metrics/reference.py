@@ -4,7 +4,7 @@ torch-fidelity caches features under `<cache_root>/<cache name>-<extractor>-feat
 only the name given to it: new weights under an old name would silently reuse stale features. genlab's cache
 name therefore holds everything the features depend on:
 
-    genlab-<dataset>-<split>-<R>px-<C>ch-<data id>-<extractor>-<weights sha256[:12]>
+    genlab-<dataset>-<split>-<R>px-<C>ch-<data id>-<features>[-clean]-<weights sha256[:12]>
 
 where <data id> hashes the remaining data settings (root of an image folder, fit mode, seed and val_fraction
 of a seeded split). `genlab eval` (torch-fidelity's `calculate_metrics`) and the FID callback (torchmetrics)
@@ -53,7 +53,7 @@ def reference_key(data: DictConfig, split: str, seed: int, spec: ExtractorSpec) 
     }
     data_id = hashlib.sha256(json.dumps(details, sort_keys=True).encode()).hexdigest()[:8]
     res, ch = int(data.resolution), int(data.channels)
-    return f"genlab-{name}-{split}-{res}px-{ch}ch-{data_id}-{spec.features}-{spec.weights_id}"
+    return f"genlab-{name}-{split}-{res}px-{ch}ch-{data_id}-{spec.cache_tag}-{spec.weights_id}"
 
 
 def split_images(cfg: DictConfig, split: str) -> Tensor:
