@@ -28,11 +28,13 @@ commands:
           decode n latents on the great circle (slerp) from x_T(a) to x_T(b), endpoints included
   compare RUN_DIR ... [out=compare.md]
           one table of runs: experiment, overrides, steps, wall time, final loss, best FID per extractor, checkpoint
-  eval    ckpt=PATH [n=10000 sampler=SAMPLER steps=S eta=0 variance=beta|beta_tilde guidance=W features=inception|domain
+  eval    ckpt=PATH [n=10000 sampler=SAMPLER steps=S eta=0 variance=beta|beta_tilde guidance=W
+          features=inception|domain|dinov2|clip feature_model=NAME feature_weights=PATH protocol=torch-fidelity|clean
           domain_classifier=PATH inception_weights=PATH cache_dir=DIR split=test nll=false nll_method=bound|ode nll_images=N
-          out=eval.json seed=0 batch_size=250 ema=true device=auto]
-          FID/KID/IS/precision/recall of n samples against a dataset split: a JSON and a Markdown row
-  table   SPEC [ckpt=PATH ckpts.NAME=PATH n=N seeds=[0,1] features=inception|domain domain_classifier=PATH
+          out=eval.json seed=0 seeds=[0,1,2] bootstrap=20 batch_size=250 ema=true device=auto]
+          FID/KID/IS/precision/recall/density/coverage (CMMD with clip) of n samples against a dataset split, with
+          a spread (seeds or bootstrap) and the protocol: a JSON and a Markdown row
+  table   SPEC [ckpt=PATH ckpts.NAME=PATH n=N seeds=[0,1] features=inception|domain|dinov2|clip domain_classifier=PATH
           classifier=PATH eval_classifier=PATH out=tables batch_size=250 wandb=true|false ...]
           run a sweep spec (experiments/tables/*.yaml, or its name): every cell evaluated as genlab eval does,
           cached by its settings' hash (a rerun skips finished cells); writes <out>/<name>.md, .csv and .png

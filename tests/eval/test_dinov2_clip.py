@@ -162,3 +162,19 @@ def test_the_hub_position_grid_is_resized_as_the_hub_model_does() -> None:
     assert out.shape == (1, 1 + 16 * 16, 8) and torch.equal(out[:, 0], pos[:, 0])
     same = torch.randn(1, 1 + 16 * 16, 8)
     assert hub_grid_position_embedding(same, 16) is same
+
+
+@pytest.mark.parametrize("features", ["dinov2", "clip"])
+def test_training_logs_fd_of_the_new_features(features: str, weights: dict[str, Path], tmp_path: Path) -> None:
+    """The FID callback takes any extractor: val/fid_dinov2 and val/fid_clip during a tiny run."""
+    import csv
+
+    from conftest import TINY
+
+    run = tmp_path / "run"
+    assert main(["train", "experiment=ddpm_digits", *TINY, "eval.enabled=true", f"eval.features={features}",
+                 f"eval.feature_weights={weights[features]}", "eval.num_samples=12", f"eval.cache_dir={tmp_path}",
+                 f"run_dir={run}"]) == 0
+    with open(run / "logs" / "metrics.csv") as f:
+        values = [float(r[f"val/fid_{features}"]) for r in csv.DictReader(f) if r.get(f"val/fid_{features}")]
+    assert values and all(v > 0 for v in values)

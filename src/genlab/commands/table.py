@@ -13,6 +13,7 @@ import wandb
 
 from genlab.commands.args import TableArgs, parse_command_args
 from genlab.errors import GenlabError
+from genlab.metrics.protocol import resize_record
 from genlab.outputs import check_file_out, free_name
 from genlab.runs.folder import default_output
 from genlab.runs.provenance import describe_machine
@@ -52,14 +53,17 @@ def provenance(spec: TableSpec, ctx: SweepContext, records: list[dict[str, Any]]
     checkpoints = ", ".join(f"`{p}` ({ctx.weights.get(name, '?')} weights)" for name, p in ctx.paths.items())
     cell_seconds = sum(r["seconds"]["total"] for r in records)
     ex = ctx.extractor
+    resize = resize_record(ex, int(ctx.cfg.data.resolution))
     lines = [
         f"- Command: `{command}`",  # render.COMMAND_LINE: how a later table knows the file as genlab's
         f"- Checkpoint(s): {checkpoints}",
         f"- Each cell: {ctx.n} samples per seed, seeds {ctx.spec.seeds}; "
         + ("mean ± sample std over seeds." if len(ctx.spec.seeds) > 1 else "one seed."),
-        f"- Features: `{ex.features}` ({ex.name}, weights `{ex.weights_path}`, sha256 {ex.weights_id}); reference: "
-        f"{ctx.n_real} images of the {ctx.args.split} split of {ctx.cfg.data.name}, cache key "
-        f"`{ctx.reference_key}`.",
+        f"- Features: `{ex.features}` ({ex.name}{', ' + ex.model if ex.model else ''}, weights `{ex.weights_path}`, "
+        f"sha256 {ex.weights_id}); reference: {ctx.n_real} images of the {ctx.args.split} split of "
+        f"{ctx.cfg.data.name}, cache key `{ctx.reference_key}`.",
+        f"- Protocol: {ex.protocol}; images reach the features by: {resize['filter']} to {resize['size']} px"
+        + (f" (`{resize['implementation']}`)." if resize["implementation"] else "."),
         f"- Metrics: {', '.join(f'{m} = {METRICS[m][0]}' for m in spec.metrics)}; KID is x1e3."
         + (f" Accuracy: the share of samples that the classifier `{ctx.scorer_path}` (at t = 0) assigns to the class "
            "they were steered to." if "class_acc" in spec.metrics else ""),
