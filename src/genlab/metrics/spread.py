@@ -4,8 +4,10 @@
   standard deviation (ddof = 1), as the tables show them. This is the spread a reader should see: it includes
   the sampler's noise and the finite sample size.
 - **Bootstrap** (one seed): the samples' features are resampled with replacement (the reference set fixed) and the
-  metrics that decompose over samples are recomputed: the Fréchet distance, density and coverage. Their std and
-  95 % percentile interval say how much the number moves with the sample set alone. KID carries its own std over
+  metrics that decompose over samples are recomputed: the Fréchet distance, density and coverage. Their std says
+  how much the number moves with the sample set alone. The mean and 95 % percentile interval are those of the
+  resampled values: for FID they lie above the full set's number, because a resample's duplicates shrink its
+  covariance (measured: FID 28.36, resamples 28.9-30.6), so quote the std, or use seeds. KID carries its own std over
   subsets; precision, recall and CMMD are not bootstrapped (a resample's duplicates are each other's nearest
   neighbours, which biases recall).
 """
@@ -77,5 +79,5 @@ def bootstrap_spread(features: str, fake: Tensor, real: Tensor, resamples: int, 
         if len(vals) > 1:
             ordered = sorted(vals)
             low, high = ordered[int(0.025 * (len(vals) - 1))], ordered[round(0.975 * (len(vals) - 1))]
-            out[name] = {"std": statistics.stdev(vals), "low": low, "high": high}
+            out[name] = {"std": statistics.stdev(vals), "mean": statistics.fmean(vals), "low": low, "high": high}
     return out
