@@ -59,6 +59,20 @@ def fid_run(classifier_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return run_dir
 
 
+def random_dinov2(path: Path, seed: int, width: int = 64) -> Path:
+    """A tiny DINOv2 state dict in the official hub format (37 x 37 position grid of 518 px, a mask token)."""
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(seed)
+    net = VisionTransformer(img_size=518, patch_size=14, embed_dim=width, depth=2, num_heads=width // 64,
+                            init_values=1.0, num_classes=0)
+    state = {k: v + 0.05 * torch.randn_like(v) for k, v in net.state_dict().items()}  # layer scales off 1.0 too
+    state["mask_token"] = torch.zeros(1, width)
+    torch.save(state, path)
+    return path
+
+
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 import genlab.metrics.weights as weights_module
+from conftest import random_dinov2
 from genlab.cli import main
 from genlab.commands.eval_folder import split_config
 from genlab.metrics.dinov2 import build_dinov2, hub_grid_position_embedding
@@ -26,19 +27,6 @@ from genlab.metrics.feature_metrics import cmmd
 from genlab.metrics.reference import SplitImages, split_images
 
 pytest.importorskip("timm", reason="features=dinov2 builds the network with timm")
-
-
-def random_dinov2(path: Path, seed: int, width: int = 64) -> Path:
-    """A tiny DINOv2 state dict in the official hub format (37 x 37 position grid of 518 px, a mask token)."""
-    from timm.models.vision_transformer import VisionTransformer
-
-    torch.manual_seed(seed)
-    net = VisionTransformer(img_size=518, patch_size=14, embed_dim=width, depth=2, num_heads=width // 64,
-                            init_values=1.0, num_classes=0)
-    state = {k: v + 0.05 * torch.randn_like(v) for k, v in net.state_dict().items()}  # layer scales off 1.0 too
-    state["mask_token"] = torch.zeros(1, width)
-    torch.save(state, path)
-    return path
 
 
 class TinyCLIP(nn.Module):
@@ -106,6 +94,11 @@ def test_fd_dinov2_equals_torch_fidelity(weights: dict[str, Path], samples: Path
     assert m["fid_dinov2"] > 0 and 0 <= m["coverage_dinov2"] <= 1 and m["density_dinov2"] > 0
     assert "isc_dinov2_mean" not in m and result["isc_valid"] is False  # no class logits, no Inception Score
     assert result["extractor"]["model"] == "vit-l-14"  # the default variant; the file decides the shapes
+    p = result["protocol"]  # a folder of images: no sampler, seeds or EMA to record
+    assert (p["features"], p["model"], p["resize"]["size"], p["samples"], p["sampler"], p["ema"]) == (
+        "dinov2", "vit-l-14", 224, 60, None, None)
+    assert p["weights_sha256"] == result["extractor"]["weights_sha256"]
+    assert p["spread"].startswith("bootstrap over 20 resamples of the 60 images")
 
 
 def test_clip_fd_and_cmmd_equal_torch_fidelity(weights: dict[str, Path], samples: Path, tmp_path: Path) -> None:

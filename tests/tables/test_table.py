@@ -233,3 +233,30 @@ def test_shipped_specs_load() -> None:
         assert spec.cells(), path
         if spec.paper:
             assert spec.paper["source"] and all(len(v) == len(spec.paper["columns"]) for v in spec.paper["rows"].values())
+
+
+def test_new_features_and_metrics_are_table_columns(models: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """features=dinov2 in a table, density and coverage as columns (and in the W&B table); IS refused without
+    class logits, CMMD without CLIP."""
+    pytest.importorskip("timm")
+    from conftest import random_dinov2
+
+    weights = random_dinov2(tmp_path / "dinov2.pth", seed=0)
+    spec = write_spec(tmp_path, {**GRID_SPEC, "name": "dino", "seeds": [0], "metrics": ["fid", "density", "coverage"],
+                                 "columns": {"key": "steps", "values": [2], "label": "S = {value}"}})
+    args = ["table", str(spec), f"ckpt={models['ddpm']}", "features=dinov2", f"feature_weights={weights}",
+            f"cache_dir={tmp_path / 'ref'}", f"out={tmp_path}", "wandb=true"]
+    assert main(args) == 0
+    rows = read_csv(tmp_path / "dino.csv")
+    assert all(float(r["fid_mean"]) > 0 and r["density_mean"] != "" and 0 <= float(r["coverage_mean"]) <= 1
+               for r in rows)
+    md = (tmp_path / "dino.md").read_text()
+    assert "- Features: `dinov2` (genlab-dinov2, vit-l-14" in md
+    assert "- Protocol: torch-fidelity; images reach the features by: bilinear, no antialiasing" in md
+    (table_file,) = tmp_path.glob("wandb/offline-run-*/files/media/table/tables/dino_*.table.json")
+    assert {"density_mean", "coverage_mean"} <= set(json.loads(table_file.read_text())["columns"])
+    for metrics, word in ((["fid", "is"], "is"), (["fid", "cmmd"], "cmmd")):
+        bad = write_spec(tmp_path, {**GRID_SPEC, "name": f"bad_{word}", "metrics": metrics})
+        assert main(["table", str(bad), *args[2:]]) == 2
+        assert f"shows {word}, which features=dinov2 does not give" in capsys.readouterr().err
