@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -70,6 +70,29 @@ class ExtractorSpec:
 
 
 @dataclass(frozen=True)
+class PretrainedFeatures:
+    """A feature network with published variants whose weights file is downloaded, or given: dinov2 and clip."""
+
+    models: tuple[str, ...]
+    default: str
+    url: Callable[[str], str]
+    file_name: Callable[[str], str]  # its name in torch hub's cache folder
+    what: str  # the weights, named in errors ({model} is filled in)
+    extractor_name: Callable[[str], str]  # torch-fidelity's registered name
+    layer: str
+    check_file: Callable[[Path], object] | None = None
+
+
+PRETRAINED = {
+    "dinov2": PretrainedFeatures(DINOV2_MODELS, DEFAULT_DINOV2_MODEL, dinov2_url, dinov2_file_name,
+                                 "DINOv2 {model} weights (facebookresearch/dinov2's .pth)", lambda _: DINOV2_NAME,
+                                 "dinov2", read_state_dict),
+    "clip": PretrainedFeatures(CLIP_MODELS, DEFAULT_CLIP_MODEL, clip_url, clip_file_name,
+                               "CLIP {model} weights (OpenAI's TorchScript .pt)", clip_extractor_name, "clip"),
+}
+
+
+@dataclass(frozen=True)
 class FeatureSettings:
     """The feature settings of `genlab eval`, `genlab table` and the `eval` block, for code that has none of them."""
 
@@ -87,7 +110,7 @@ def extractor_spec(settings: Any, prefix: str = "eval.") -> ExtractorSpec:
     not cached, and hash them."""
     features = str(settings.features)
     model, weights = getattr(settings, "feature_model", None), getattr(settings, "feature_weights", None)
-    if model is not None and features not in ("dinov2", "clip"):
+    if model is not None and features not in PRETRAINED:
         raise GenlabError(f"{prefix}feature_model={model}: only features=dinov2 and features=clip have variants.")
     protocol = str(getattr(settings, "protocol", None) or "torch-fidelity")
     if protocol not in PROTOCOLS:
@@ -110,27 +133,18 @@ def extractor_spec(settings: Any, prefix: str = "eval.") -> ExtractorSpec:
         if not path.is_file():
             raise GenlabError(f"{prefix}domain_classifier={classifier}: no such checkpoint file.")
         return ExtractorSpec(features, DOMAIN_NAME, path, file_sha256(path), "pooled", "logits")
-    if features == "dinov2":
-        model = model or DEFAULT_DINOV2_MODEL
-        check_model(model, DINOV2_MODELS, f"{prefix}feature_model", "dinov2")
-        path = resolve_weights(weights, dinov2_url(model), dinov2_file_name(model),
-                               f"DINOv2 {model} weights (facebookresearch/dinov2's .pth)", f"{prefix}feature_weights",
-                               "Offline, features=domain needs no download.")
-        read_state_dict(path)  # a foreign or truncated file fails here, before anything is sampled or written
-        return ExtractorSpec(features, DINOV2_NAME, path, file_sha256(path), "dinov2", None, model)
-    if features == "clip":
-        model = model or DEFAULT_CLIP_MODEL
-        check_model(model, CLIP_MODELS, f"{prefix}feature_model", "clip")
-        path = resolve_weights(weights, clip_url(model), clip_file_name(model),
-                               f"CLIP {model} weights (OpenAI's TorchScript .pt)", f"{prefix}feature_weights",
-                               "Offline, features=domain needs no download.")
-        return ExtractorSpec(features, clip_extractor_name(model), path, file_sha256(path), "clip", None, model)
+    if features in PRETRAINED:
+        known = PRETRAINED[features]
+        model = model or known.default
+        if model not in known.models:
+            raise GenlabError(f"{prefix}feature_model={model}: features={features} has the variants "
+                              f"{', '.join(known.models)}.")
+        path = resolve_weights(weights, known.url(model), known.file_name(model), known.what.format(model=model),
+                               f"{prefix}feature_weights", "Offline, features=domain needs no download.")
+        if known.check_file is not None:
+            known.check_file(path)  # a foreign or truncated file fails here, before anything is sampled or written
+        return ExtractorSpec(features, known.extractor_name(model), path, file_sha256(path), known.layer, None, model)
     raise GenlabError(f"unknown features={features!r}: use {', '.join(FEATURES)}.")
-
-
-def check_model(model: str, known: tuple[str, ...], key: str, features: str) -> None:
-    if model not in known:
-        raise GenlabError(f"{key}={model}: features={features} has the variants {', '.join(known)}.")
 
 
 def create_extractor(spec: ExtractorSpec, device: torch.device | str = "cpu") -> FeatureExtractorBase:
