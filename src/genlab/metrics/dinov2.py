@@ -55,7 +55,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            try:  # memory-mapped: checking a 1.2 GB ViT-L file costs no copy
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # a file in torch's legacy (non-zip) format cannot be memory-mapped
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and why
         raise GenlabError(f"cannot read the DINOv2 weights {path} ({type(exc).__name__}: {exc}).") from None
     state = state.get("model", state) if isinstance(state, dict) else state
