@@ -77,6 +77,8 @@ def test_eval_logs_into_the_runs_wandb_run(wandb_run: tuple[Path, Path], capsys:
     logged = [row for row in history if "eval/last-ddim3-n12-domain/fid_domain" in row]
     assert logged and logged[0]["eval/last-ddim3-n12-domain/fid_domain"] == pytest.approx(fid)
     assert any(row.get("eval/last-ddim3-n12-domain/samples/_type") == "image-file" for row in history)
+    spread = json.loads(result.read_text())["spread"]["bootstrap"]["fid_domain"]["std"]  # the spread goes along
+    assert logged[0]["eval/last-ddim3-n12-domain/fid_domain_bootstrap_std"] == pytest.approx(spread)
 
 
 def test_eval_logs_into_the_runs_tensorboard(tmp_path: Path) -> None:

@@ -208,7 +208,9 @@ def eval_command(args: list[str]) -> dict[str, Any]:
     print(markdown_row(result))
     run = run_of(a.ckpt)
     if a.log_to_run and run is not None:
-        where = log_eval_to_run(run, metrics, image_grid(images[:64]), name=out.stem)
+        logged = {**metrics, **{f"{k}_std": v for k, v in spread.get("std", {}).items()},
+                  **{f"{k}_bootstrap_std": v["std"] for k, v in spread.get("bootstrap", {}).items()}}
+        where = log_eval_to_run(run, logged, image_grid(images[:64]), name=out.stem)
         if where:
             print(f"genlab: logged the metrics and a grid of samples to {' and '.join(where)}")
     return result
