@@ -26,7 +26,6 @@ from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import SplitScore, SplitScorer, extractor_record, isc_note, reference_record
 from genlab.metrics.protocol import protocol_record
-from genlab.metrics.spread import bootstrap_spread, seed_spread
 from genlab.metrics.nll import NLL_METHODS, compute_nll, nll_method
 from genlab.outputs import check_eval_out, write_json, write_png_folder
 from genlab.runs.checkpoint import load_generator, read_checkpoint, weights_used
@@ -124,23 +123,6 @@ def sample_seeds(a: EvalArgs) -> list[int]:
     return list(a.seeds) if a.seeds else [a.seed]
 
 
-def spread_of(a: EvalArgs, spec: ExtractorSpec, scores: list[SplitScore], real: dict[str, Any],
-              seeds: list[int]) -> tuple[dict[str, float], dict[str, Any], str]:
-    """The metrics (means over seeds), their spread, and a sentence saying which spread it is."""
-    per_seed = [s.metrics for s in scores]
-    mean, std = seed_spread(per_seed)
-    if len(scores) > 1:
-        return mean, {"std": std, "per_seed": dict(zip(map(str, seeds), per_seed))}, (
-            f"mean and sample std (ddof 1) over the sample seeds {seeds}")
-    if a.bootstrap <= 1:
-        return mean, {}, "none: one sample seed and bootstrap=0"
-    boot = bootstrap_spread(spec.features, scores[0].fake[spec.fid_layer], real[spec.fid_layer], a.bootstrap,
-                            seeds[0])
-    names = ", ".join(boot)
-    return mean, {"bootstrap": boot}, (f"bootstrap over {a.bootstrap} resamples of the {a.n} samples (reference "
-                                       f"fixed): std and 95 % interval of {names}")
-
-
 def eval_command(args: list[str]) -> dict[str, Any]:
     """Run `genlab eval`; write the JSON, print a Markdown row and return the result."""
     data = {k: v for k, v in parse_overrides(args).items() if k == "data" or k.startswith("data.")}
@@ -181,7 +163,7 @@ def eval_command(args: list[str]) -> dict[str, Any]:
         seconds["sampling"] = round(seconds["sampling"] + time.time() - tick, 2)
         scores.append(scorer.score(folder, seed))
     score = scores[0]
-    metrics, spread, spread_text = spread_of(a, spec, scores, scorer.real, seeds)
+    metrics, spread, spread_text = scorer.spread(scores, seeds, a.bootstrap, "samples")
     if a.nll:
         metrics["nll_bpd"], nll_images = compute_nll(module, cfg, str(a.split), a.batch_size, seeds[0], device,
                                                      a.nll_images, method)

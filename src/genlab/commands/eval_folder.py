@@ -24,7 +24,6 @@ from genlab.metrics.domain import check_domain_classifier
 from genlab.metrics.extractors import ExtractorSpec, extractor_spec
 from genlab.metrics.fidelity import SplitScorer, extractor_record, isc_note, reference_record
 from genlab.metrics.protocol import protocol_record
-from genlab.metrics.spread import bootstrap_spread
 from genlab.outputs import check_eval_out, write_json, write_png_folder
 
 
@@ -109,14 +108,8 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
     device = pick_device(a.device)
     scorer = SplitScorer(cfg, str(a.split), spec, a.cache_dir, a.batch_size, device)
     score = scorer.score(samples_dir, a.seed)
-    metrics, key = score.metrics, score.key
-    spread: dict[str, Any] = {}
-    spread_text = "none: bootstrap=0"
-    if a.bootstrap > 1:
-        spread = {"bootstrap": bootstrap_spread(spec.features, score.fake[spec.fid_layer], scorer.real[spec.fid_layer],
-                                                a.bootstrap, a.seed)}
-        spread_text = (f"bootstrap over {a.bootstrap} resamples of the {len(images)} images (reference fixed): std "
-                       f"and 95 % interval of {', '.join(spread['bootstrap'])}")
+    key = score.key
+    metrics, spread, spread_text = scorer.spread([score], [a.seed], a.bootstrap, "images")
     isc_valid, isc_text = isc_note(spec)
     protocol = protocol_record(spec, samples=len(images), seeds=[], dataset=str(cfg.data.name), split=str(a.split),
                                reference_images=score.n_real, resolution=int(cfg.data.resolution), sampler=None,

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.metrics.feature_metrics import density_coverage_from_balls, inside_real_balls, kth_neighbour_radii
+from genlab.metrics.feature_metrics import (DENSITY_COVERAGE_K, density_coverage_from_balls, inside_real_balls,
+                                            kth_neighbour_radii)
 
 BOOTSTRAP_METRICS = ("fid", "density", "coverage")
 MAX_BALL_PAIRS = 400_000_000  # real x sample pairs kept as a bool matrix for density/coverage resamples (400 MB)
@@ -55,15 +56,17 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, sqrt_cov2: Tensor) 
     return float((mu1 - mu2).square().sum() + cov1.trace() + cov2_trace - 2 * tr_sqrt)
 
 
-def bootstrap_spread(features: str, fake: Tensor, real: Tensor, resamples: int, seed: int) -> dict[str, Any]:
-    """Bootstrap std and 95 % interval of fid_<features>, density_<features> and coverage_<features> over
-    `resamples` resamples of the sample features [M, F] (the reference features [N, F] fixed)."""
+def bootstrap_spread(features: str, fake: Tensor, real: Tensor, resamples: int, seed: int,
+                     radii: Tensor | None = None) -> dict[str, Any]:
+    """Bootstrap std, mean and 95 % interval of fid_<features>, density_<features> and coverage_<features> over
+    `resamples` resamples of the sample features [M, F] (the reference features [N, F] fixed); `radii`: the
+    reference's k-NN radii when already computed."""
     y, x = fake.detach().double().cpu(), real.detach().double().cpu()
     mu_real, cov_real = _mean_cov(x)
     sqrt_cov_real = _psd_sqrt(cov_real)
     balls = None
     if len(x) * len(y) <= MAX_BALL_PAIRS:
-        balls = inside_real_balls(x, y, kth_neighbour_radii(x, 5))
+        balls = inside_real_balls(x, y, kth_neighbour_radii(x, DENSITY_COVERAGE_K) if radii is None else radii)
     generator = torch.Generator().manual_seed(seed)
     values: dict[str, list[float]] = {f"{m}_{features}": [] for m in BOOTSTRAP_METRICS}
     for _ in range(resamples):

@@ -21,9 +21,8 @@ from genlab.errors import GenlabError
 from genlab.images import save_png_folder
 from genlab.metrics.class_accuracy import class_accuracy
 from genlab.metrics.domain import check_domain_classifier
-from genlab.metrics.extractors import ExtractorSpec, create_extractor, extractor_spec, file_sha256
-from genlab.metrics.fidelity import fidelity_kwargs, folder_features, metrics_from_features
-from genlab.metrics.reference import cache_dir_of, reference_features, reference_key
+from genlab.metrics.extractors import ExtractorSpec, extractor_spec, file_sha256
+from genlab.metrics.fidelity import SplitScorer
 from genlab.models import facts_of
 from genlab.models.sample_shares import balanced_labels
 from genlab.runs import RunDir
@@ -72,12 +71,9 @@ class SweepContext:
                                   f"others on {self.cfg.data.name}: one table scores one dataset.")
         if self.extractor.features == "domain":
             check_domain_classifier(self.extractor.weights_path, self.cfg.data, "domain_classifier")
-        self.cache_dir = cache_dir_of(a.cache_dir)
-        self.reference_key = reference_key(self.cfg.data, str(a.split), self.cfg.seed, self.extractor)
-        self.extractor_module = create_extractor(self.extractor, self.device)
-        self.real = reference_features(self.cfg, str(a.split), self.extractor_module, self.reference_key,
-                                       self.cache_dir, self.batch_size)
-        self.n_real = int(self.real[self.extractor.fid_layer].shape[0])
+        self.split_scorer = SplitScorer(self.cfg, str(a.split), self.extractor, a.cache_dir, self.batch_size,
+                                        self.device)
+        self.reference_key, self.n_real = self.split_scorer.key, self.split_scorer.n_real
         self.classifier = load_classifier(a.classifier).to(self.device) if a.classifier else None
         scorer = a.eval_classifier or (a.domain_classifier if a.features == "domain" else None) or a.classifier
         self.scorer_path = scorer
@@ -190,10 +186,7 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
     sampled = time.time()
     with tempfile.TemporaryDirectory(prefix="genlab-table-") as folder:
         save_png_folder(images, Path(folder))
-        kwargs = fidelity_kwargs(ctx.extractor, len(images), ctx.n_real, ctx.batch_size, ctx.device.type == "cuda",
-                                 cell.seed)
-        raw = metrics_from_features(ctx.extractor, folder_features(ctx.extractor_module, Path(folder), kwargs),
-                                    ctx.real, kwargs)
+        raw = ctx.split_scorer.score(Path(folder), cell.seed).metrics
     metrics = table_metrics(raw, ctx.extractor.features)
     if labels is not None and ctx.scorer is not None:
         metrics["class_acc"] = class_accuracy(ctx.scorer, images, labels)
