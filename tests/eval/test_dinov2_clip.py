@@ -145,7 +145,11 @@ def test_missing_dinov2_weights_offline_exit_2_naming_the_file(samples: Path, tm
     (tmp_path / "junk.pth").write_bytes(b"not torch")
     assert main([*base, "features=dinov2", f"feature_weights={tmp_path / 'junk.pth'}"]) == 2
     assert "cannot read the DINOv2 weights" in capsys.readouterr().err
-    assert not (tmp_path / "x.json").exists()
+    assert main([*base, "features=clip", f"feature_weights={tmp_path / 'junk.pth'}"]) == 2
+    assert "is not a CLIP TorchScript archive" in capsys.readouterr().err
+    assert main([*base, "features=inception", f"feature_weights={tmp_path / 'none.pth'}"]) == 2
+    assert "feature_weights=" in capsys.readouterr().err  # the key the user gave, not inception_weights
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "x_samples").exists()
 
 
 def test_the_hub_position_grid_is_resized_as_the_hub_model_does() -> None:

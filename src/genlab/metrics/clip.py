@@ -9,7 +9,12 @@ vit-l-14-336px), CLIP's normalisation, the projected image embedding (not normal
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 from torch_fidelity.feature_extractor_clip import MODEL_METADATA, MODEL_URLS
+
+from genlab.errors import GenlabError
 
 CLIP_MODELS = tuple(name.removeprefix("clip-") for name in MODEL_METADATA)  # rn50, ..., vit-l-14-336px
 DEFAULT_CLIP_MODEL = "vit-l-14-336px"  # Jayasumana et al.'s CMMD embedding
@@ -28,3 +33,16 @@ def clip_file_name(model: str) -> str:
     """The file name torch-fidelity gives the download in torch hub's cache."""
     name = clip_extractor_name(model)
     return f"{name}-{MODEL_METADATA[name]['hash']}.pt"
+
+
+def check_clip_file(path: Path) -> None:
+    """A TorchScript archive, as OpenAI publishes CLIP and torch-fidelity reads it, checked from its zip directory
+    alone (no 900 MB load): anything else fails here, before anything is sampled or written."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            scripted = any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        scripted = False
+    if not scripted:
+        raise GenlabError(f"{path} is not a CLIP TorchScript archive: give OpenAI's .pt file (e.g. ViT-L-14-336px.pt, "
+                          "as torch-fidelity downloads it).")

@@ -13,7 +13,8 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.utils import create_feature_extractor
 
 from genlab.errors import GenlabError
-from genlab.metrics.clip import CLIP_MODELS, DEFAULT_CLIP_MODEL, clip_extractor_name, clip_file_name, clip_url
+from genlab.metrics.clip import (CLIP_MODELS, DEFAULT_CLIP_MODEL, check_clip_file, clip_extractor_name, clip_file_name,
+                                 clip_url)
 from genlab.metrics.dinov2 import (DEFAULT_DINOV2_MODEL, DINOV2_MODELS, DINOV2_NAME, dinov2_file_name, dinov2_url,
                                    read_state_dict)
 from genlab.metrics.domain import DOMAIN_NAME
@@ -88,7 +89,8 @@ PRETRAINED = {
                                  "DINOv2 {model} weights (facebookresearch/dinov2's .pth)", lambda _: DINOV2_NAME,
                                  "dinov2", read_state_dict),
     "clip": PretrainedFeatures(CLIP_MODELS, DEFAULT_CLIP_MODEL, clip_url, clip_file_name,
-                               "CLIP {model} weights (OpenAI's TorchScript .pt)", clip_extractor_name, "clip"),
+                               "CLIP {model} weights (OpenAI's TorchScript .pt)", clip_extractor_name, "clip",
+                               check_clip_file),
 }
 
 
@@ -119,7 +121,8 @@ def extractor_spec(settings: Any, prefix: str = "eval.") -> ExtractorSpec:
         raise GenlabError(f"{prefix}protocol=clean is clean-fid's resize before Inception: it needs "
                           f"features=inception, not {features}.")
     if features == "inception":
-        path = resolve_inception_weights(weights or settings.inception_weights, key=f"{prefix}inception_weights")
+        key = f"{prefix}feature_weights" if weights else f"{prefix}inception_weights"
+        path = resolve_inception_weights(weights or settings.inception_weights, key=key)
         name = INCEPTION_CLEAN_NAME if protocol == "clean" else INCEPTION_NAME
         return ExtractorSpec(features, name, path, file_sha256(path), "2048", "logits_unbiased", protocol=protocol)
     if features == "domain":
