@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help install train test test-slow bench bench-quick bench-quality bench-quality-quick bench-families clean
+.PHONY: help install train test test-slow docs bench bench-quick bench-quality bench-quality-quick bench-families clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install genlab with its dependencies
@@ -26,11 +26,14 @@ train: $(STAMP)  ## train the default DDPM on the embedded digits dataset (CPU, 
 test: $(STAMP)  ## run the default test suite (no GPU, no network)
 	WANDB_MODE=offline $(BIN)/python -m pytest
 
+docs: $(STAMP)  ## build the documentation site into site/ (MkDocs, --strict: a broken link or reference fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 test-slow: $(STAMP)  ## run only the tests marked slow
 	WANDB_MODE=offline $(BIN)/python -m pytest -m slow
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,docs,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)  ## genlab vs diffusers and the speed levers; writes benchmarks/results/<host>-<date>.md (< 10 min)
@@ -51,4 +54,4 @@ bench-families: $(BENCH_STAMP)  ## every 20-min MNIST recipe (ddpm, flow, edm, g
 	$(BIN)/python benchmarks/families.py --data-root $(MNIST_ROOT)
 
 clean:  ## remove the venv and caches (runs/ is kept)
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

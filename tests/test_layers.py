@@ -1,4 +1,4 @@
-"""The layer rule of the package (README, "Layout"), checked by import-linter's contracts in pyproject.toml."""
+"""The layer rule of the package (docs/architecture.md), checked by import-linter's contracts in pyproject.toml."""
 
 from __future__ import annotations
 

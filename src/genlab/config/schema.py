@@ -97,7 +97,7 @@ class PerfConfig:
     """Speed levers of the DDPM / CFG U-Net: none changes what is computed (beyond float rounding), so a run may
     resume with other levers. Mixed precision is trainer.precision (bf16-mixed, 16-mixed on a GPU).
 
-    The defaults are what measured fastest on a CPU (benchmarks/results/); see README, Performance.
+    The defaults are what measured fastest on a CPU (benchmarks/results/); see docs/performance.md.
     """
 
     channels_last: bool = False  # NHWC U-Net weights and inputs (DDPM training step and sampling)
