@@ -30,3 +30,19 @@ JUDGE=$RUNS/judge/checkpoints/last.ckpt
 EVAL=(n=1000 "seeds=[0,1,2]" features=domain domain_classifier=$JUDGE eval_classifier=$JUDGE
       cache_dir=runs/tables_mnist20/cache out=$OUT)
 genlab table cfg_guidance ckpt=$RUNS/cfg_p01/checkpoints/last.ckpt "${EVAL[@]}"
+# DDIM's Table 1 up to S = 100 (S = 1000 would add about 3 h per row on two threads)
+genlab table ddim_steps_eta ckpt=$RUNS/ddpm/checkpoints/last.ckpt "values=[10,20,50,100]" "${EVAL[@]}"
+# classifier guidance: guide_clf steers, the judge scores (guidance can fool the classifier it follows)
+genlab table classifier_scale ckpt=$RUNS/ddpm/checkpoints/last.ckpt classifier=$RUNS/guide_clf/checkpoints/last.ckpt \
+    "${EVAL[@]}"
+# every family after the same 20 minutes, each with its recipe's sampler
+genlab table model_zoo ckpts.gan=$RUNS/gan/checkpoints/last.ckpt ckpts.ddpm=$RUNS/ddpm/checkpoints/last.ckpt \
+    ckpts.flow=$RUNS/flow/checkpoints/last.ckpt ckpts.edm=$RUNS/edm/checkpoints/last.ckpt \
+    ckpts.cfg=$RUNS/cfg_p01/checkpoints/last.ckpt "${EVAL[@]}"
+# CFG, the guidance interval and autoguidance by the runs' own 5- and 10-minute states
+genlab table guidance_methods ckpts.cfg=$RUNS/cfg_p01/checkpoints/last.ckpt ckpts.ddpm=$RUNS/ddpm/checkpoints/last.ckpt \
+    "${EVAL[@]}"
+# the EMA length chosen after training, from the DDPM run's post-hoc snapshots
+genlab table ema_length ckpt=$RUNS/ddpm/checkpoints/last.ckpt "${EVAL[@]}"
+# FID against network evaluations for DDIM and the ODE solvers
+genlab table nfe_sweep ckpt=$RUNS/ddpm/checkpoints/last.ckpt "${EVAL[@]}"
