@@ -88,3 +88,16 @@ def test_the_command_reference_lists_every_argument(site: Path) -> None:
         assert f"genlab {command}" in html
     for argument in ("classifier_scale", "bootstrap", "feature_weights", "sigma_rel"):
         assert f"<code>{argument}</code>" in html, argument
+
+
+def test_every_link_and_image_of_the_readme_exists() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    assert targets, "no links found"
+    missing = [t for t in targets if "://" not in t and not (REPO / t).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def test_the_readme_stays_short() -> None:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move the detail to a page of docs/"
