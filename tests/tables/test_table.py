@@ -90,6 +90,9 @@ def test_rows_columns_and_markdown_read_back_to_the_csv(models: dict[str, Path],
     assert sorted(c["seed"] for c in cells) == [0, 1]
     assert float(rows[0]["fid_mean"]) == pytest.approx(sum(fids) / 2)
     assert float(rows[0]["fid_std"]) == pytest.approx(abs(fids[0] - fids[1]) / math.sqrt(2))
+    # and every seed's value is in the CSV, in the order of its seeds column
+    by_seed = {c["seed"]: c["metrics"]["fid"] for c in cells}
+    assert [float(v) for v in rows[0]["fid_values"].split()] == [by_seed[int(s)] for s in rows[0]["seeds"].split()]
 
 
 def test_a_killed_sweep_resumes_without_recomputing(models: dict[str, Path], tmp_path: Path,

@@ -19,7 +19,7 @@ MISSING = "-"
 
 
 def aggregate(spec: TableSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (row, column) in spec order: settings, seeds, and mean/std of every metric."""
+    """One entry per (row, column) in spec order: settings, seeds, mean/std of every metric and its value per seed."""
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["row"], r["column"]), []).append(r)
@@ -28,12 +28,13 @@ def aggregate(spec: TableSpec, records: list[dict[str, Any]]) -> list[dict[str, 
         entry: dict[str, Any] = {"row": row, "column": column, "settings": members[0]["settings"],
                                  "seeds": [m["seed"] for m in members], "n": members[0]["n"],
                                  "nfe": members[0].get("nfe"),
-                                 "keys": [m["key"] for m in members], "metrics": {}}
+                                 "keys": [m["key"] for m in members], "metrics": {}, "values": {}}
         for metric in METRICS:
             values = [m["metrics"][metric] for m in members if metric in m["metrics"]]
             if values:
                 std = statistics.stdev(values) if len(values) > 1 else None
                 entry["metrics"][metric] = (statistics.fmean(values), std)
+                entry["values"][metric] = values
         out.append(entry)
     return out
 
@@ -103,12 +104,14 @@ def table_file_mark(path: Path) -> str | None:
 
 
 def csv_rows(spec: TableSpec, entries: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows: one line per (row, column), full precision, empty where a metric does not apply."""
+    """Header and rows: one line per (row, column), full precision, empty where a metric does not apply.
+
+    Each metric has its mean, its std over seeds and its values, one per seed in the order of `seeds`."""
     setting_keys = sorted({k for e in entries for k in e["settings"]})
     # A sweep of NFE budgets (nfe: 10) names its setting nfe_budget: "nfe" is the network evaluations each cell used.
     header = [*CSV_HEADER.strip(",").split(","), *[NFE_BUDGET if k == "nfe" else k for k in setting_keys], "nfe", "seeds", "n"]
     for metric in METRICS:
-        header += [f"{metric}_mean", f"{metric}_std"]
+        header += [f"{metric}_mean", f"{metric}_std", f"{metric}_values"]
     header.append("cells")
     rows = []
     for e in entries:
@@ -116,7 +119,7 @@ def csv_rows(spec: TableSpec, entries: list[dict[str, Any]]) -> tuple[list[str],
                 "" if e.get("nfe") is None else e["nfe"], " ".join(map(str, e["seeds"])), e["n"]]
         for metric in METRICS:
             mean, std = e["metrics"].get(metric, ("", ""))
-            line += [mean, "" if std is None else std]
+            line += [mean, "" if std is None else std, " ".join(map(repr, e["values"].get(metric, [])))]
         line.append(" ".join(e["keys"]))
         rows.append(line)
     return header, rows
