@@ -194,7 +194,7 @@ def test_a_table_that_sweeps_nfe_names_each_csv_column_once() -> None:
     from genlab.tables.render import csv_rows
 
     entry = {"row": "heun", "column": "10", "settings": {"sampler": "heun", "nfe": 10}, "nfe": 9, "seeds": [0],
-             "n": 10, "metrics": {}, "keys": ["k"]}
+             "n": 10, "metrics": {}, "values": {}, "keys": ["k"]}
     header, rows = csv_rows(SimpleNamespace(name="t"), [entry])
     assert len(header) == len(set(header)), header
     assert rows[0][header.index("nfe_budget")] == 10 and rows[0][header.index("nfe")] == 9

@@ -119,7 +119,7 @@ def csv_rows(spec: TableSpec, entries: list[dict[str, Any]]) -> tuple[list[str],
                 "" if e.get("nfe") is None else e["nfe"], " ".join(map(str, e["seeds"])), e["n"]]
         for metric in METRICS:
             mean, std = e["metrics"].get(metric, ("", ""))
-            line += [mean, "" if std is None else std, " ".join(map(repr, e.get("values", {}).get(metric, [])))]
+            line += [mean, "" if std is None else std, " ".join(map(repr, e["values"].get(metric, [])))]
         line.append(" ".join(e["keys"]))
         rows.append(line)
     return header, rows
