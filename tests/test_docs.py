@@ -19,14 +19,16 @@ import genlab.diffusion
 REPO = Path(__file__).resolve().parents[1]
 
 
+def build_site(site_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site_dir = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    build = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
+    build = build_site(site_dir)
     assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stdout}\n{build.stderr}"
     return site_dir
 
@@ -101,3 +103,19 @@ def test_every_link_and_image_of_the_readme_exists() -> None:
 def test_the_readme_stays_short() -> None:
     lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines; move the detail to a page of docs/"
+
+
+def test_the_build_never_empties_a_folder_it_did_not_build(tmp_path: Path) -> None:
+    # MkDocs empties its site folder before building: a user's own folder there is refused, untouched
+    users = tmp_path / "site"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    build = build_site(users)
+    assert build.returncode != 0 and "holds files that no docs build wrote" in build.stderr
+    assert [p.name for p in users.iterdir()] == ["notes.txt"] and (users / "notes.txt").read_text() == "mine"
+
+
+def test_a_built_site_is_rebuilt_in_place(site: Path) -> None:
+    build = build_site(site)
+    assert build.returncode == 0, build.stderr
+    assert (site / "index.html").is_file() and (site / ".genlab-docs-site").is_file()
