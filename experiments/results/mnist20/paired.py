@@ -18,7 +18,13 @@ def seed_values(rows: list[dict[str, str]], cell: str, metric: str) -> dict[str,
     for line in rows:
         if line["row"] == row and line["column"] == column:
             return dict(zip(line["seeds"].split(), map(float, line[f"{metric}_values"].split())))
-    sys.exit(f"paired.py: no cell with row {row!r} and column {column!r}")
+    fail(f"no cell with row {row!r} and column {column!r} (give ROW|COLUMN as in the CSV's row and column)")
+    return {}
+
+
+def fail(message: str) -> None:
+    print(f"paired.py: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main() -> None:
@@ -28,8 +34,14 @@ def main() -> None:
     parser.add_argument("b")
     parser.add_argument("--metric", default="fid")
     args = parser.parse_args()
-    with open(args.csv, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(args.csv, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as error:
+        fail(f"cannot read {args.csv}: {error.strerror}")
+    if rows and f"{args.metric}_values" not in rows[0]:
+        fail(f"{args.csv} has no {args.metric}_values column (a table CSV written before per-seed values; render the "
+             "table again with genlab table, its cells are kept)")
     a, b = seed_values(rows, args.a, args.metric), seed_values(rows, args.b, args.metric)
     seeds = sorted(set(a) & set(b), key=int)
     diffs = [a[s] - b[s] for s in seeds]
