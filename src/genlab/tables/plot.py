@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatter, NullLocator, ScalarFormatter  # noqa: E402
 
 from genlab.images import FIGURE_MARK  # noqa: E402
 from genlab.tables.spec import METRICS, TableSpec  # noqa: E402
@@ -61,7 +61,9 @@ def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> No
             if log_y is True or (isinstance(log_y, list) and metric in log_y):
                 ax.set_yscale("log")
                 ax.yaxis.set_major_formatter(ScalarFormatter())
-                ax.yaxis.set_minor_formatter(NullFormatter())  # log minor ticks would print as 6x10^0
+                # minor ticks as plain numbers, labelled only when the axis spans under a decade (where it may hold no
+                # major tick at all: FID 1.4-3.1); the default would print them as 6x10^0
+                ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
             ax.set_xticks(spec.columns.values, [str(v) for v in spec.columns.values])
             ax.xaxis.set_minor_locator(NullLocator())
             ax.grid(alpha=0.3)
