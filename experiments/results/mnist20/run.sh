@@ -58,6 +58,11 @@ genlab table guidance_methods ckpts.cfg=$RUNS/cfg_p01/checkpoints/last.ckpt ckpt
 genlab table ema_length ckpt=$RUNS/ddpm/checkpoints/last.ckpt "${EVAL[@]}"
 # FID against network evaluations for DDIM and the ODE solvers
 genlab table nfe_sweep ckpt=$RUNS/ddpm/checkpoints/last.ckpt "${EVAL[@]}"
+# the same ten latents decoded at 3, 5, 10, 20 and 50 steps, a row per count (docs/samplers.md)
+for S in unipc ddim; do
+  genlab sample ckpt=$RUNS/ddpm/checkpoints/last.ckpt sampler=$S spacing=uniform steps=3,5,10,20,50 n=10 \
+      out=$OUT/nfe_consistency_$S.png
+done
 # the DDIM eta trend on the longer-trained DDPMs (README.md, "DDIM")
 for k in 2x 4x; do
   genlab table $OUT/ddim_eta_training.yaml ckpt=$RUNS/ddpm_$k/checkpoints/last.ckpt "${SCORE[@]}" out=$OUT/ddim_eta_$k
