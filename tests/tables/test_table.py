@@ -196,6 +196,8 @@ def test_sigma_rel_columns_rebuild_the_ema_after_training(models: dict[str, Path
 @pytest.mark.parametrize("change, expected", [
     ({"rows": [{"label": "x", "temperature": 1.0}]}, "unknown setting 'temperature'"),
     ({"rows": [{"label": "x", "steps": "many"}]}, "steps='many' must be int"),
+    ({"rows": [{"label": "x", "steps": True}]}, "steps=True must be int"),
+    ({"rows": [{"label": "x", "clip": "no"}]}, "clip='no' must be bool"),
     ({"metrics": ["fid", "lpips"]}, "metrics ['lpips'] unknown"),
     ({"colour": "red"}, "unknown key(s) colour"),
     ({"rows": [{"label": "x", "sampler": "plms"}]}, "sampler=plms is not a valid choice: use one of ddpm, ddim, dpmpp_2m"),
@@ -228,6 +230,13 @@ def test_bad_arguments_exit_2(models: dict[str, Path], tmp_path: Path, capsys: p
     for args, expected in cases:
         assert main(args) == 2, args
         assert expected in capsys.readouterr().err, args
+
+
+def test_a_bool_setting_loads(tmp_path: Path) -> None:
+    """clip is the one bool setting: true and false both load, and reach the cell's settings as given."""
+    spec = load_spec(write_spec(tmp_path, {**GRID_SPEC, "rows": [{"label": "clamped", "clip": True},
+                                                                 {"label": "not clamped", "clip": False}]}))
+    assert {c.settings["clip"] for c in spec.cells()} == {True, False}
 
 
 def test_shipped_specs_load() -> None:

@@ -132,7 +132,8 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
     for key, value in settings.items():
         if key not in SETTINGS:
             raise GenlabError(f"{where}: unknown setting {key!r}. Settings a cell can vary: {', '.join(SETTINGS)}.")
-        if isinstance(value, bool) or not isinstance(value, SETTINGS[key]):
+        # bool is an int to isinstance: a bool passes only a setting that is one (clip), never steps or a scale
+        if (isinstance(value, bool) and bool not in SETTINGS[key]) or not isinstance(value, SETTINGS[key]):
             kinds = " or ".join(t.__name__ for t in SETTINGS[key])
             raise GenlabError(f"{where}: {key}={value!r} must be {kinds}.")
     if settings.get("nfe") is not None and settings["nfe"] < 1:  # with_nfe would round it up to one step
