@@ -272,3 +272,13 @@ def test_new_features_and_metrics_are_table_columns(models: dict[str, Path], tmp
         bad = write_spec(tmp_path, {**GRID_SPEC, "name": f"bad_{word}", "metrics": metrics})
         assert main(["table", str(bad), *args[2:]]) == 2
         assert f"shows {word}, which features=dinov2 does not give" in capsys.readouterr().err
+
+
+def test_a_long_title_is_wrapped_to_the_figure() -> None:
+    from genlab.tables.plot import wrapped_title
+
+    title = "DDIM η = 0 and DDPM σ̂ at S = 10, with and without clamping the predicted x0 in every step"
+    narrow = wrapped_title(title, 4.0)
+    assert len(narrow.splitlines()) > 1 and max(map(len, narrow.splitlines())) <= 48
+    assert narrow.replace("\n", " ") == title
+    assert wrapped_title(title, 16.5) == title  # three panels: one line

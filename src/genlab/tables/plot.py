@@ -10,6 +10,7 @@ plot.kind in the spec:
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ def _std(entry: dict[str, Any] | None, metric: str) -> float:
     if entry is None or metric not in entry["metrics"] or entry["metrics"][metric][1] is None:
         return 0.0
     return entry["metrics"][metric][1]
+
+
+def wrapped_title(title: str, width_inches: float) -> str:
+    """The title in lines that fit a figure of that width at 10 pt (about 12 characters an inch): a one-panel
+    figure is narrower than a long title, which matplotlib would cut at both edges."""
+    return textwrap.fill(title, width=max(30, int(width_inches * 12)))
 
 
 def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> None:
@@ -117,7 +124,7 @@ def plot_table(spec: TableSpec, entries: list[dict[str, Any]], path: Path) -> No
             ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
             ax.set_ylabel(METRICS[metric][0])
             ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(spec.title, fontsize=10)
+    fig.suptitle(wrapped_title(spec.title, fig.get_figwidth()), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata=FIGURE_MARK)
     plt.close(fig)
