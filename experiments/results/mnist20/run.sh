@@ -63,15 +63,19 @@ for S in unipc ddim; do
   genlab sample ckpt=$RUNS/ddpm/checkpoints/last.ckpt sampler=$S spacing=uniform steps=3,5,10,20,50 n=10 \
       out=$OUT/nfe_consistency_$S.png
 done
-# sigma-hat's few-step penalty, looked into (README.md, "DDIM"): its samples at S = 10 and 100, the same cells
-# without the x0 clamp, and the same samples in Inception features
+# sigma-hat's few-step penalty, looked into (README.md, "DDIM"): its samples at S = 10 and 100, and the S = 10 cells
+# without the x0 clamp
 for S in 10 100; do
   genlab sample ckpt=$RUNS/ddpm/checkpoints/last.ckpt sampler=ddpm variance=beta steps=$S n=16 seed=0 \
       out=$OUT/sigma_hat_S$S.png
 done
 genlab table $OUT/ddim_clip.yaml ckpt=$RUNS/ddpm/checkpoints/last.ckpt "${SCORE[@]}" out=$OUT
-genlab table $OUT/ddim_sigma_inception.yaml ckpt=$RUNS/ddpm/checkpoints/last.ckpt features=inception \
-    inception_weights=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth} cache_dir=runs/tables_mnist20/cache out=$OUT
+# how much the judge sees the noise that sigma-hat leaves: real training digits, clean and with noise std 0.36
+for STD in 0 0.36; do
+  [ -d runs/noisy_digits/std$STD ] || python $OUT/noisy_digits.py runs/noisy_digits/std$STD --std $STD --root $DATA
+  genlab eval samples=runs/noisy_digits/std$STD data=mnist28 data.root=$DATA n=1000 features=domain \
+      domain_classifier=$JUDGE cache_dir=runs/tables_mnist20/cache out=$OUT/noisy_digits/std$STD-domain.json
+done
 # the DDIM eta trend on the longer-trained DDPMs (README.md, "DDIM")
 for k in 2x 4x; do
   genlab table $OUT/ddim_eta_training.yaml ckpt=$RUNS/ddpm_$k/checkpoints/last.ckpt "${SCORE[@]}" out=$OUT/ddim_eta_$k
