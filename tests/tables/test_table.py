@@ -282,3 +282,13 @@ def test_a_long_title_is_wrapped_to_the_figure() -> None:
     assert len(narrow.splitlines()) > 1 and max(map(len, narrow.splitlines())) <= 48
     assert narrow.replace("\n", " ") == title
     assert wrapped_title(title, 16.5) == title  # three panels: one line
+
+
+def test_spread_is_shown_except_for_an_equal_count() -> None:
+    from genlab.tables.render import format_value
+
+    assert format_value("fid", 1.234, 0.5) == "1.23 ± 0.50"
+    assert format_value("class_acc", 1.0, 0.0) == "1.000 ± 0.000"  # three seeds that agree: still a spread
+    assert format_value("nfe", 20.0, 0.0) == "20"  # every seed spends the same evaluations
+    assert format_value("nfe", 15.0, 1.0).startswith("15 ± ")
+    assert format_value("fid", 2.0, None) == "2.00"  # one seed

@@ -43,6 +43,8 @@ def format_value(metric: str, mean: float, std: float | None) -> str:
     decimals = METRICS[metric][1]
     if mean != mean:  # NaN
         return "nan"
+    if metric == "nfe" and std == 0:  # a count that every seed spends alike: "20", not "20 ± 0"
+        std = None
     return f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if std is not None else "")
 
 
