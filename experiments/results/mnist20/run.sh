@@ -70,11 +70,16 @@ for S in 10 100; do
       out=$OUT/sigma_hat_S$S.png
 done
 genlab table $OUT/ddim_clip.yaml ckpt=$RUNS/ddpm/checkpoints/last.ckpt "${SCORE[@]}" out=$OUT
-# how much the judge sees the noise that sigma-hat leaves: real training digits, clean and with noise std 0.36
+# how much the judge, and Inception, see the noise that sigma-hat leaves: real training digits, clean and with
+# noise std 0.36
 for STD in 0 0.36; do
   [ -d runs/noisy_digits/std$STD ] || python $OUT/noisy_digits.py runs/noisy_digits/std$STD --std $STD --root $DATA
   genlab eval samples=runs/noisy_digits/std$STD data=mnist28 data.root=$DATA n=1000 features=domain \
       domain_classifier=$JUDGE cache_dir=runs/tables_mnist20/cache out=$OUT/noisy_digits/std$STD-domain.json
+  # Inception: its reference statistics of the 10,000 test digits take about 50 minutes of one core here, once
+  genlab eval samples=runs/noisy_digits/std$STD data=mnist28 data.root=$DATA n=1000 features=inception \
+      inception_weights=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth} cache_dir=runs/tables_mnist20/cache \
+      out=$OUT/noisy_digits/std$STD-inception.json
 done
 # the DDIM eta trend on the longer-trained DDPMs (README.md, "DDIM")
 for k in 2x 4x; do
