@@ -81,6 +81,10 @@ for STD in 0 0.36; do
       inception_weights=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth} cache_dir=runs/tables_mnist20/cache \
       out=$OUT/noisy_digits/std$STD-inception.json
 done
+# the seed-0 cells at S = 10 of eta = 0 and sigma-hat, in Inception features
+genlab table $OUT/ddim_sigma_inception.yaml ckpt=$RUNS/ddpm/checkpoints/last.ckpt features=inception \
+    inception_weights=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth} cache_dir=runs/tables_mnist20/cache \
+    out=$OUT/ddim_sigma_inception
 # the DDIM eta trend on the longer-trained DDPMs (README.md, "DDIM")
 for k in 2x 4x; do
   genlab table $OUT/ddim_eta_training.yaml ckpt=$RUNS/ddpm_$k/checkpoints/last.ckpt "${SCORE[@]}" out=$OUT/ddim_eta_$k
