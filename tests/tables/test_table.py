@@ -292,3 +292,14 @@ def test_spread_is_shown_except_for_an_equal_count() -> None:
     assert format_value("nfe", 20.0, 0.0) == "20"  # every seed spends the same evaluations
     assert format_value("nfe", 15.0, 1.0).startswith("15 ± ")
     assert format_value("fid", 2.0, None) == "2.00"  # one seed
+
+
+def test_a_cell_records_the_checkpoint_as_named(models: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative ckpt= stays relative in the cell's JSON: results committed from a table carry no machine's paths."""
+    spec = write_spec(tmp_path, {**GRID_SPEC, "name": "named", "seeds": [0], "columns": None,
+                                 "rows": [{"label": "eta 0", "eta": 0.0, "steps": 2}]})
+    monkeypatch.chdir(models["ddpm"].parents[1])
+    assert main(["table", str(spec), "ckpt=checkpoints/last.ckpt", *table_args(models, tmp_path)]) == 0
+    [cell] = [json.loads(p.read_text()) for p in (tmp_path / "cells" / "named").glob("*.json")]
+    assert cell["checkpoint"] == "checkpoints/last.ckpt"

@@ -195,7 +195,8 @@ def evaluate_cell(ctx: SweepContext, cell: Cell) -> dict[str, Any]:
     return {
         "row": cell.row, "column": cell.column, "seed": cell.seed, "settings": cell.settings,
         "metrics": metrics,
-        "checkpoint": str(Path(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]).resolve()),
+        # as the command named it: a resolved path would write this machine's folders into committed results
+        "checkpoint": str(ctx.paths[cell.settings.get("ckpt", DEFAULT_CKPT)]),
         "weights": ctx.weights_of(cell.settings),
         "n": ctx.n, "features": ctx.extractor.features,
         **sampler,
