@@ -8,6 +8,7 @@ The same n digits and the same unit noise for every --std (seed 0), so folders d
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--root", default="../shared/data", help="the folder that holds MNIST/raw/")
     args = parser.parse_args()
-    if args.std < 0 or args.n < 1:
-        fail(f"--std must be >= 0 and --n >= 1, got {args.std} and {args.n}")
+    if not math.isfinite(args.std) or args.std < 0 or args.n < 1:
+        fail(f"--std must be a finite number >= 0 and --n >= 1, got {args.std} and {args.n}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         fail(f"{args.out} exists and is not an empty folder; name a new one (nothing was written)")
     try:

@@ -5,6 +5,7 @@
 # Two jobs at a time, one thread each (OMP_NUM_THREADS=1), as the models were trained.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
+INCEPTION=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth}  # the pool3 FID weights
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUNS=${RUNS:-runs/fam}
 OUT=experiments/results/mnist20
@@ -78,12 +79,12 @@ for STD in 0 0.36; do
       domain_classifier=$JUDGE cache_dir=runs/tables_mnist20/cache out=$OUT/noisy_digits/std$STD-domain.json
   # Inception: its reference statistics of the 10,000 test digits take about 50 minutes of one core here, once
   genlab eval samples=runs/noisy_digits/std$STD data=mnist28 data.root=$DATA n=1000 features=inception \
-      inception_weights=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth} cache_dir=runs/tables_mnist20/cache \
+      inception_weights=$INCEPTION cache_dir=runs/tables_mnist20/cache \
       out=$OUT/noisy_digits/std$STD-inception.json
 done
 # the seed-0 cells at S = 10 of eta = 0 and sigma-hat, in Inception features
 genlab table $OUT/ddim_sigma_inception.yaml ckpt=$RUNS/ddpm/checkpoints/last.ckpt features=inception \
-    inception_weights=${INCEPTION:-$DATA/inception/inception-2015-12-05-pool3.pth} cache_dir=runs/tables_mnist20/cache \
+    inception_weights=$INCEPTION cache_dir=runs/tables_mnist20/cache \
     out=$OUT/ddim_sigma_inception
 # the DDIM eta trend on the longer-trained DDPMs (README.md, "DDIM")
 for k in 2x 4x; do
