@@ -73,7 +73,11 @@ GAN_ARGS = [*ARGS, "experiment=gan_digits", "gan.latent_dim=16", "gan.g_channels
             "model.ema.decay=0.9"]
 
 
-@pytest.mark.parametrize("args", [ARGS, GAN_ARGS], ids=["ddpm", "gan"])
+# The LR decaying over the last half of the 60 steps: the resumed run picks the schedule up where it was killed.
+DECAY_ARGS = [*ARGS, "model.optim.decay=linear", "model.optim.decay_fraction=0.5"]
+
+
+@pytest.mark.parametrize("args", [ARGS, GAN_ARGS, DECAY_ARGS], ids=["ddpm", "gan", "ddpm-lr-decay"])
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path, args: list[str]) -> None:
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     subprocess.run(genlab(*args, f"run_dir={reference}"), env=subprocess_env(), check=True, capture_output=True)

@@ -136,12 +136,20 @@ class DiffusionConfig:
     edm_rho: float = 7.0  # the Karras grid's rho
 
 
+class LRDecay(StrEnum):
+    none = "none"  # constant after the warm-up
+    linear = "linear"  # to zero over the budget's last decay_fraction (warmup-stable-decay, Hägele et al. 2024)
+    cosine = "cosine"  # half a cosine to zero over the same share
+
+
 @dataclass
 class OptimConfig:
     lr: float = 2e-4
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    decay: LRDecay = LRDecay.none  # the LR's fall at the end of the run's budget (steps or trainer.max_time)
+    decay_fraction: float = 0.2  # the share of the budget it falls over; 1.0: from the first step
 
 
 class EMAKind(StrEnum):

@@ -50,6 +50,8 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.model.optim.lr > 0, "model.optim.lr", cfg.model.optim.lr, "> 0")
     _check(len(cfg.model.optim.betas) == 2, "model.optim.betas", list(cfg.model.optim.betas), "two numbers")
     _check(cfg.model.optim.warmup_steps >= 0, "model.optim.warmup_steps", cfg.model.optim.warmup_steps, ">= 0")
+    fraction = cfg.model.optim.decay_fraction
+    _check(0.0 < fraction <= 1.0, "model.optim.decay_fraction", fraction, "in (0, 1]")
     _check(0.0 < cfg.model.ema.decay < 1.0, "model.ema.decay", cfg.model.ema.decay, "in (0, 1)")
     _check(0.0 < cfg.model.ema.sigma_rel < 0.28, "model.ema.sigma_rel", cfg.model.ema.sigma_rel, "in (0, 0.28)")
     for s in cfg.model.ema.posthoc_sigma_rels:
@@ -178,6 +180,10 @@ def validate_gan(cfg: DictConfig) -> None:
         _check(optim.lr > 0, f"gan.{name}.lr", optim.lr, "> 0")
         ok = len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas)
         _check(ok, f"gan.{name}.betas", list(optim.betas), "two numbers in [0, 1)")
+    if kind_facts(cfg.model.kind).adversarial and cfg.model.optim.decay != "none":
+        raise GenlabError(f"model.optim.decay={cfg.model.optim.decay} schedules the diffusion and classifier "
+                          "optimizer; a GAN trains with gan.g_optim and gan.d_optim, which keep a constant LR: "
+                          "leave model.optim.decay=none.")
     if not kind_facts(cfg.model.kind).adversarial:
         return
     if g.loss == "wasserstein" and g.lambda_gp == 0 and not g.spectral_norm:

@@ -27,6 +27,7 @@ class ClassifierModule(L.LightningModule):
         self.classifier = build_classifier(self.cfg)
         # Same schedule as the diffusion model it will guide, so that its x_t match the sampler's.
         self.diffusion = build_diffusion(self.cfg)
+        self.budget_progress = 0.0  # the share of the run's budget spent, for the LR decay (BudgetProgress sets it)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Logits [B, num_classes] of p(y | x_t, t)."""
@@ -88,4 +89,4 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         lr = scaled_lr(self.cfg.model.optim.lr, self.cfg, self.trainer.world_size)
-        return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr)
+        return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr, lambda: self.budget_progress)

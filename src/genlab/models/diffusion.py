@@ -41,6 +41,7 @@ class DiffusionModule(L.LightningModule):
         # p_uncond = 1 drops every label: that is an unconditional model, so build_unet makes one.
         self.conditional = self.unet.null_class is not None
         self.p_uncond = float(self.cfg.model.p_uncond)
+        self.budget_progress = 0.0  # the share of the run's budget spent, for the LR decay (BudgetProgress sets it)
         # Autoguidance's guides by their `guide=` spec: set by whoever loaded this module (runs.checkpoint resolves
         # paths and time-step:5min against the checkpoint's run); None where nothing can be loaded.
         self.guide_source: Callable[[str], Any] | None = None
@@ -122,7 +123,7 @@ class DiffusionModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         lr = scaled_lr(self.cfg.model.optim.lr, self.cfg, self.trainer.world_size)
-        return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr)
+        return adamw_with_warmup(self.parameters(), self.cfg.model.optim, lr, lambda: self.budget_progress)
 
     @property
     def sampler_settings(self) -> SamplerSettings:

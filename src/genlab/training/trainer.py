@@ -17,6 +17,7 @@ from genlab.runs.record import RunRecord
 from genlab.runs.checkpoint import AtomicCheckpointIO
 from genlab.training.callbacks import ClassAccuracy, FinalCheckpoint, LossCurve, ProgressBar, SampleGrid
 from genlab.training.callbacks.best_checkpoint import FiniteModelCheckpoint
+from genlab.training.callbacks.budget_progress import BudgetProgress
 from genlab.training.callbacks.final_checkpoint import StepCheckpoint
 from genlab.training.callbacks.fid import FIDCallback
 from genlab.training.callbacks.interrupt import SaveOnSignal
@@ -55,6 +56,8 @@ def build_callbacks(cfg: DictConfig, record: RunRecord, scorer: ClassifierModule
         )
     if ema.posthoc:
         callbacks.append(PostHocEMA(run.ema_snapshots, ema.posthoc_sigma_rels, ema.posthoc_every_n_steps))
+    if cfg.model.optim.decay != "none":
+        callbacks.append(BudgetProgress())
     callbacks.append(ResumeState(cfg.seed))
     callbacks.append(NonFiniteGuard(cfg.trainer.on_nonfinite, cfg.trainer.nonfinite_window,
                                     cfg.trainer.nonfinite_max_share))
