@@ -115,8 +115,8 @@ _ODE_GRIDS = tuple(Spacing(g) for g in TIME_GRIDS)
 
 # Default steps: DDPM's paper setting runs all T, DDIM 50; the solvers their papers' few-step settings (DPM-Solver++
 # and UniPC 10-20 NFE; EDM's CIFAR-10 Heun 18 steps = 35 NFE). Default grids: uniform t for DPM-Solver++ and UniPC, as
-# diffusers' schedulers default to (the log-SNR grid measured worse at 5 NFE on genlab's MNIST DDPM: domain FID 15.8
-# against 9.3 for DPM-Solver++, experiments/results/mnist/nfe_sweep.md); Karras et al.'s for Heun and Euler.
+# diffusers' schedulers default to (the log-SNR grid measured worse at 5 NFE on genlab's MNIST DDPM: domain FID 13.7
+# against 6.6 for DPM-Solver++, experiments/results/mnist20/nfe_sweep.md); Karras et al.'s for Heun and Euler.
 register(SamplerEntry("ddpm", _run_ddpm, "ancestral sampling (Ho et al. 2020, Algorithm 2), respaced when steps < T",
                       None, Spacing.uniform, _DISCRETE, reads=("variance",), min_steps=2, discrete=True,
                       deterministic=lambda settings: False))

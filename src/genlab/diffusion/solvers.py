@@ -11,9 +11,10 @@ default steps and grid.
 
 Default grids: Karras et al. 2022 for heun and euler (eq. 5, rho = 7, their Table 1);
 uniform t for dpmpp_2m and unipc, as diffusers' schedulers default to. The DPM-Solver papers recommend the log-SNR
-grid for low-resolution pixel-space models; on genlab's MNIST DDPM (linear betas) it measured worse at 5 NFE (domain
-FID 15.8 against 9.3 on uniform t for DPM-Solver++, 16.0 against 9.1 for UniPC) and no better from 10 NFE up
-(experiments/results/mnist/nfe_sweep.md), so `spacing=logsnr` is there to choose, not the default.
+grid for low-resolution pixel-space models; on genlab's 20-minute MNIST DDPM (linear betas) it measured worse at 5
+NFE (domain FID 13.7 against 6.6 on uniform t for DPM-Solver++, 13.5 against 6.3 for UniPC; three seeds), worse at
+10 and level at 20 (experiments/results/mnist20/nfe_sweep.md), so `spacing=logsnr` is there to choose, not the
+default.
 """
 
 from __future__ import annotations
