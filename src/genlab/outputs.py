@@ -133,6 +133,7 @@ def _names_folder(result: Path, folder: Path) -> bool:
     try:
         data = json.loads(result.read_text())
         named = data.get("samples_dir") or (data.get("samples") or {}).get("scored_dir")
+        # Only folders without a manifest get here, written by genlab versions that recorded absolute paths.
         return named is not None and Path(named).resolve() == folder.resolve()
     except (OSError, ValueError, AttributeError):
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -80,11 +81,21 @@ def test_eval_writes_json_and_a_markdown_row_and_reuses_the_cache(
     assert first == 180 + 12  # the split once, the samples once
     assert list((tmp_path / "cache").glob(f"{ref['key']}-{DOMAIN_NAME}-features-pooled.pt"))
 
+    # Again from the output folder, with relative paths: the cache is found, and the result records each path as
+    # the command named it (no machine's folders in a committed result); a rerun replaces its own samples.
     calls.clear()
-    assert main([*args, f"out={tmp_path / 'again.json'}"]) == 0
+    monkeypatch.chdir(tmp_path)
+    ckpt = os.path.relpath(fid_run / "checkpoints" / "last.ckpt", tmp_path)
+    relative = [f"ckpt={ckpt}" if a.startswith("ckpt=") else "cache_dir=cache" if a.startswith("cache_dir=") else a
+                for a in args]
+    assert main([*relative, "out=again.json"]) == 0
     assert sum(calls) == 12  # the reference features came from the cache
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["metrics"]["fid_domain"] == pytest.approx(result["metrics"]["fid_domain"], rel=1e-9)
+    assert (again["checkpoint"], again["samples_dir"], again["reference"]["cache_dir"]) == (
+        ckpt, "again_samples", "cache")
+    assert main([*relative, "out=again.json"]) == 0
+    assert len(list((tmp_path / "again_samples").glob("*.png"))) == 12
 
 
 def test_callback_fid_equals_torch_fidelity_on_two_folders(classifier_ckpt: Path, tmp_path: Path) -> None:

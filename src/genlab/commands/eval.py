@@ -104,13 +104,13 @@ def provenance(a: EvalArgs, cfg: DictConfig, spec: ExtractorSpec, score: SplitSc
     """Where every number came from: checkpoint, weights, samples, extractor, reference statistics."""
     seeds = sample_seeds(a)
     return {
-        "checkpoint": str(Path(a.ckpt).resolve()),
+        "checkpoint": str(a.ckpt),  # as named: a result stays valid when its folder moves
         "model_kind": str(cfg.model.kind),
         "weights": weights,
         "n": a.n,
         "seed": seeds[0],
         "sample_seeds": f"per seed, one generator seeded with it, batches of {a.batch_size} in order: {seeds}",
-        "samples_dir": str(samples_dir.resolve()),
+        "samples_dir": str(samples_dir),
         "extractor": extractor_record(spec),
         "reference": reference_record(score, cfg, str(a.split)),
         "versions": {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__},

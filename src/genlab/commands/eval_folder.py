@@ -116,7 +116,7 @@ def eval_folder_command(a: EvalArgs, data: dict[str, str]) -> dict[str, Any]:
                                weights=None, spread=spread_text)
     result = {
         "metrics": metrics, "spread": spread, "protocol": protocol, "isc_valid": isc_valid, "isc_note": isc_text,
-        "samples": {"source": str(Path(a.samples).resolve()), **note, "scored_dir": str(samples_dir.resolve())},
+        "samples": {"source": str(a.samples), **note, "scored_dir": str(samples_dir)},  # as named
         "n": len(images),
         "extractor": extractor_record(spec),
         "reference": {**reference_record(score, cfg, str(a.split)), "data": data},

@@ -168,11 +168,11 @@ class SplitScorer:
 def extractor_record(spec: ExtractorSpec) -> dict[str, Any]:
     """The extractor of a result's provenance JSON."""
     return {"features": spec.features, "name": spec.name, "model": spec.model,
-            "weights_path": str(spec.weights_path.resolve()), "weights_sha256": spec.weights_sha256}
+            "weights_path": str(spec.weights_path), "weights_sha256": spec.weights_sha256}
 
 
 def reference_record(score: SplitScore, cfg: DictConfig, split: str) -> dict[str, Any]:
     """The reference statistics of a result's provenance JSON."""
-    return {"key": score.key, "cache_dir": str(score.cache_dir.resolve()), "dataset": str(cfg.data.name),
+    return {"key": score.key, "cache_dir": str(score.cache_dir), "dataset": str(cfg.data.name),
             "split": split, "num_images": score.n_real, "resolution": int(cfg.data.resolution),
             "channels": int(cfg.data.channels)}
