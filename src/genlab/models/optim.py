@@ -36,7 +36,8 @@ def adamw_with_warmup(parameters: Iterable[torch.nn.Parameter], optim: DictConfi
     BudgetProgress callback)."""
     optimizer = torch.optim.AdamW(parameters, lr=lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
     warmup = max(1, optim.warmup_steps)
-    decay, fraction = str(optim.get("decay", "none")), float(optim.get("decay_fraction", 1.0))
+    # .get: the configs of checkpoints saved before these keys existed
+    decay, fraction = str(optim.get("decay", "none")), float(optim.get("decay_fraction", 0.2))
 
     def factor(step: int) -> float:
         return min(1.0, (step + 1) / warmup) * decay_factor(progress(), decay, fraction)
