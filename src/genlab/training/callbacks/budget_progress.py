@@ -1,4 +1,5 @@
-"""The share of the run's budget spent, for a learning rate that decays to zero at its end (model.optim.decay)."""
+"""The run's budget, in steps or trainer.max_time: its Timer, and the share spent, for a learning rate that decays to zero
+at its end (model.optim.decay)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import lightning as L
 from lightning.pytorch.callbacks import Timer
 
 
+def time_budget(trainer: L.Trainer) -> Timer | None:
+    """Lightning's Timer of trainer.max_time, when the run has a time budget; None otherwise."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    return timer if timer is not None and timer.time_remaining() is not None else None
+
+
 def budget_spent(trainer: L.Trainer) -> float:
     """From 0 to 1: the larger of steps / trainer.max_steps and elapsed / trainer.max_time, since the run ends at
     whichever comes first. Time is Lightning's Timer's, which a resumed run carries on from."""
-    spent = trainer.global_step / trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else 0.0
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    remaining = timer.time_remaining() if timer is not None else None
-    if remaining is not None:
+    spent = trainer.global_step / trainer.max_steps if trainer.max_steps > 0 else 0.0
+    timer = time_budget(trainer)
+    if timer is not None:
         elapsed = timer.time_elapsed()
-        spent = max(spent, elapsed / max(elapsed + remaining, 1e-9))
+        spent = max(spent, elapsed / max(elapsed + timer.time_remaining(), 1e-9))
     return min(max(spent, 0.0), 1.0)
 
 

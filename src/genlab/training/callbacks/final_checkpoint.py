@@ -6,20 +6,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+
+from genlab.training.callbacks.budget_progress import time_budget
 
 
 def out_of_time(trainer: L.Trainer) -> bool:
     """The run's time budget (trainer.max_time, Lightning's Timer) is spent."""
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    remaining = timer.time_remaining() if timer is not None else None
-    return remaining is not None and remaining <= 0
+    timer = time_budget(trainer)
+    return timer is not None and timer.time_remaining() <= 0
 
 
 def time_budget_minutes(trainer: L.Trainer) -> float | None:
     """trainer.max_time in minutes, as Lightning's Timer holds it; None for a run without one."""
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    if timer is None or timer.time_remaining() is None:
+    timer = time_budget(trainer)
+    if timer is None:
         return None
     return (timer.time_elapsed() + timer.time_remaining()) / 60.0  # elapsed + remaining is the whole budget
 

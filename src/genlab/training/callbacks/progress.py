@@ -6,13 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 
-
-def _budget(trainer: L.Trainer) -> Timer | None:
-    """Lightning's Timer of trainer.max_time, when the run has a time budget."""
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    return timer if timer is not None and timer.time_remaining() is not None else None
+from genlab.training.callbacks.budget_progress import time_budget
 
 
 class ProgressBar(TQDMProgressBar):
@@ -21,7 +17,7 @@ class ProgressBar(TQDMProgressBar):
     run starts with what it spent before). Shows the loss and val/loss, not `v_num` (always "logs" here)."""
 
     def _position(self, trainer: L.Trainer) -> tuple[int, int]:
-        timer = _budget(trainer)
+        timer = time_budget(trainer)
         if timer is not None:
             return int(timer.time_elapsed()), int(timer.time_elapsed() + timer.time_remaining())
         return trainer.global_step, trainer.max_steps
@@ -33,8 +29,8 @@ class ProgressBar(TQDMProgressBar):
             bar.reset(total=total)
             bar.initial = n  # a resumed run starts where it stopped; the ETA counts what is left
             bar.n = n
-            bar.unit = "s" if _budget(trainer) is not None else "it"
-            bar.set_description("train (time budget, s)" if _budget(trainer) is not None else "train steps")
+            bar.unit = "s" if time_budget(trainer) is not None else "it"
+            bar.set_description("train (time budget, s)" if time_budget(trainer) is not None else "train steps")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         bar = self.train_progress_bar
