@@ -14,7 +14,7 @@ from bench_config import Bench
 from report import Section
 from timing import interleaved
 from genlab.cli import main as genlab_main
-from genlab.metrics.extractors import create_extractor, extractor_spec
+from genlab.metrics.extractors import FeatureSettings, create_extractor, extractor_spec
 
 
 def random_inception(path: Path) -> Path:
@@ -53,8 +53,8 @@ def run(b: Bench, domain_classifier: str | None) -> Section:
         inception = random_inception(Path(tmp) / "inception.pth")
         classifier = Path(domain_classifier) if domain_classifier else tiny_classifier(Path(tmp) / "classifier")
         batches = {"inception": 4 if b.quick else 32, "domain": 64 if b.quick else 500}
-        specs = {"inception": extractor_spec("inception", str(inception), None),
-                 "domain": extractor_spec("domain", None, str(classifier))}
+        specs = {"inception": extractor_spec(FeatureSettings("inception", inception_weights=str(inception))),
+                 "domain": extractor_spec(FeatureSettings("domain", domain_classifier=str(classifier)))}
         g = torch.Generator().manual_seed(0)
         calls = {}
         for name, spec in specs.items():

@@ -19,6 +19,7 @@ from genlab.config import load_config, to_container
 from genlab.models import DiffusionModule
 from genlab.models.optim import adamw_with_warmup
 from genlab.runs import RunDir
+from genlab.runs.record import RunRecord
 from genlab.training.trainer import build_trainer
 
 
@@ -51,7 +52,7 @@ def fit_step_times(cfg: DictConfig, warmup: int) -> list[float]:
     torch.manual_seed(0)
     module = DiffusionModule(to_container(cfg))
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, RunDir(Path(run_dir)))
+        trainer = build_trainer(cfg, RunRecord(RunDir(Path(run_dir)), "lightning_overhead", {}))
         clock = StepClock()
         trainer.callbacks.append(clock)
         trainer.fit(module, datamodule=datamodule)

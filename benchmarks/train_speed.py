@@ -23,6 +23,12 @@ CPU_LEVERS = {
 # One compiled variant per library: each compiles forward and backward for about a minute on a 2-core CPU.
 COMPILE_LEVERS = {"compile": {"compile": True}}
 GPU_AUTOCAST = {"bf16 autocast": torch.bfloat16, "fp16 autocast (16-mixed)": torch.float16}
+CPU_AUTOCAST = {"bf16 autocast": torch.bfloat16}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX): elsewhere bf16 autocast is emulated and slow."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 # Levers both libraries have: the "best levers" of the genlab / diffusers ratio are chosen among these only, so
@@ -42,9 +48,9 @@ def candidates(b: Bench, size: UNetSize, genlab_levers: bool) -> dict[str, tuple
             levers.update(COMPILE_LEVERS)
         for name, lever in levers.items():
             out[f"{lib} {name}"] = (lib, lever, None)
-        if b.cuda:
-            for name, dtype in GPU_AUTOCAST.items():
-                out[f"{lib} {name}"] = (lib, {}, dtype)
+        autocast = GPU_AUTOCAST if b.cuda else (CPU_AUTOCAST if cpu_has_bf16() else {})
+        for name, dtype in autocast.items():
+            out[f"{lib} {name}"] = (lib, {}, dtype)
     return out
 
 
@@ -137,6 +143,11 @@ def lever_table(section: Section, b: Bench, size: UNetSize, timings: dict[str, T
     if b.cuda:
         section.lines += ["fp16 autocast stands for Lightning's `16-mixed` without its gradient scaler; "
                           "bf16 autocast is `bf16-mixed`. Both are trainer.precision settings.", ""]
+    elif cpu_has_bf16():
+        section.lines += ["This CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 autocast "
+                          "(trainer.precision=bf16-mixed) is timed too.", ""]
+    else:
+        section.lines += ["bf16 autocast is not timed: this CPU has no native bf16 (AVX512-BF16 or AMX).", ""]
     section.table(["library", "lever", "images/s", "ms/step", "speed-up vs plain", ""], rows)
 
 
