@@ -292,9 +292,22 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
         if f"nfe{NFES[0]}" in fid[name]:
             lines.append(f"| {name} | " + " | ".join(f"{fid[name][f'nfe{k}']:.2f}" for k in NFES) + " |")
 
+    lines += precision_recall_lines(shown, scores, args.minutes)
     lines += ["", f"![FID against training time]({stem}.png)", "", f"![samples]({stem}_grids.png)"]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def precision_recall_lines(shown: list[str], scores: dict, minutes: float) -> list[str]:
+    """Precision and recall of the recipe sampler at each quarter-budget checkpoint and at the end (seed 0)."""
+    keys = [(f"at{q}", q * minutes / 20) for q in QUARTERS] + [("seed0", minutes)]
+    lines = ["", "Precision / recall over training (the recipe's sampler, seed 0):", "",
+             "| family | " + " | ".join(f"{m:g} min" for _, m in keys) + " |", "|---|" + "---|" * len(keys)]
+    for name in shown:
+        cells = [f"{scores[name][k]['precision_domain']:.3f} / {scores[name][k]['recall_domain']:.3f}"
+                 if k in scores[name] else "-" for k, _ in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":
