@@ -44,6 +44,10 @@ def owner_gone(owner: dict[str, Any]) -> bool:
     return owner.get("host") == me["host"] and not _alive(int(owner.get("pid", -1)))
 
 
+# How long an empty lock file counts as being written: its owner fills it microseconds after creating it.
+WRITE_GRACE_S = 2.0
+
+
 class RunLock:
     """Held while a run writes its folder; `release` (or leaving the `with` block) gives it up."""
 
@@ -56,7 +60,7 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                owner = self.owner()
+                owner = self.owner_once_written()
                 if owner is not None and not owner_gone(owner):
                     raise GenlabError(
                         f"run folder {self.path.parent} is in use by another genlab process (pid {owner.get('pid')} "
@@ -70,6 +74,23 @@ class RunLock:
             self.held = True
             return self
         raise GenlabError(f"cannot take the lock {self.path}: other processes keep taking it. Choose another run_dir.")
+
+    def owner_once_written(self) -> dict[str, Any] | None:
+        """The owner, read after its writer had time to fill the file: a lock is created empty and written a moment
+        later, so an empty lock younger than WRITE_GRACE_S is another process's, in that moment. Older, it is a
+        writer killed mid-write (None)."""
+        while True:
+            owner = self.owner()
+            if owner is not None or self.age() > WRITE_GRACE_S:
+                return owner
+            time.sleep(0.05)
+
+    def age(self) -> float:
+        """Seconds since the lock file was last written; infinite when it is gone."""
+        try:
+            return time.time() - os.stat(self.path).st_mtime
+        except OSError:
+            return float("inf")
 
     def owner(self) -> dict[str, Any] | None:
         """Who holds the lock; None when the file is gone or unreadable."""
