@@ -79,9 +79,10 @@ class RunLock:
         """The owner, read after its writer had time to fill the file: a lock is created empty and written a moment
         later, so an empty lock younger than WRITE_GRACE_S is another process's, in that moment. Older, it is a
         writer killed mid-write (None)."""
+        give_up = time.monotonic() + WRITE_GRACE_S  # also bounds the wait when another host's clock runs ahead
         while True:
             owner = self.owner()
-            if owner is not None or self.age() > WRITE_GRACE_S:
+            if owner is not None or self.age() > WRITE_GRACE_S or time.monotonic() > give_up:
                 return owner
             time.sleep(0.05)
 
