@@ -59,7 +59,7 @@ FAMILIES = {  # name -> (experiment, what it is)
     "ddpm": ("ddpm_mnist_20min", "DDPM (VP, v-prediction)"),
     "flow": ("flow_mnist_20min", "flow matching (logit-normal t)"),
     "edm": ("edm_mnist_20min", "EDM (Karras et al. 2022)"),
-    "gan": ("gan_mnist_20min", "GAN (R3GAN loss, DiffAugment)"),
+    "gan": ("gan_mnist_20min", "GAN (R3GAN loss, R1 + R2)"),
 }
 SEEDS = (0, 1, 2)
 NFES = (5, 10, 20)  # DPM-Solver++(2M): one network evaluation per step
