@@ -66,6 +66,11 @@ NFES = (5, 10, 20)  # DPM-Solver++(2M): one network evaluation per step
 QUARTERS = (5, 10)  # minutes of 20 at which the time checkpoints are scored (scaled to --minutes)
 
 
+def minutes_at(quarter: int, minutes: float) -> float:
+    """The minute of a `minutes` budget that the mark `quarter` (in minutes of 20) stands for."""
+    return quarter * minutes / 20
+
+
 def family_samples(name: str, run: Path, n: int, samples: Path) -> dict[str, object]:
     """Every folder of samples of one family, keyed by what it is."""
     last = run / "checkpoints" / "last.ckpt"
@@ -119,7 +124,7 @@ def train_torchcfm(folder: Path, data_root: str, minutes: float, seed: int = 0) 
         return loss.item()
 
     return train_for_minutes("torchcfm", folder, mnist_train_loader(data_root, batch_size=128), step,
-                             lambda: {"model": model.state_dict()}, minutes, [q * minutes / 20 for q in QUARTERS])
+                             lambda: {"model": model.state_dict()}, minutes, [minutes_at(q, minutes) for q in QUARTERS])
 
 
 @torch.no_grad()
@@ -239,7 +244,7 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
 
     figure, axes = plt.subplots(figsize=(7.5, 3.5))
     for name in shown:
-        minutes = [q * args.minutes / 20 for q in QUARTERS if f"at{q}" in fid[name]] + [args.minutes]
+        minutes = [minutes_at(q, args.minutes) for q in QUARTERS if f"at{q}" in fid[name]] + [args.minutes]
         values = [fid[name][f"at{q}"] for q in QUARTERS if f"at{q}" in fid[name]] + [fid[name]["seed0"]]
         label = f"genlab {name}_mnist_20min" if name in runs else "torchcfm MNIST example (peer)"
         axes.plot(minutes, values, marker="o", label=label, linestyle="-" if name in runs else "--")
@@ -300,7 +305,7 @@ def write_report(args: argparse.Namespace, judge: Path, runs: dict[str, Path], s
 
 def precision_recall_lines(shown: list[str], scores: dict, minutes: float) -> list[str]:
     """Precision and recall of the recipe sampler at each quarter-budget checkpoint and at the end (seed 0)."""
-    keys = [(f"at{q}", q * minutes / 20) for q in QUARTERS] + [("seed0", minutes)]
+    keys = [(f"at{q}", minutes_at(q, minutes)) for q in QUARTERS] + [("seed0", minutes)]
     lines = ["", "Precision / recall over training (the recipe's sampler, seed 0):", "",
              "| family | " + " | ".join(f"{m:g} min" for _, m in keys) + " |", "|---|" + "---|" * len(keys)]
     for name in shown:
