@@ -35,7 +35,8 @@ class Model:
         self.cfg = module.cfg
 
     def sample(self, n: int = 16, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-               spacing: str | None = None, variance: str | None = None, clip: bool | None = None,
+               spacing: str | None = None, rho: float | None = None, sigma_max: float | None = None,
+               variance: str | None = None, clip: bool | None = None,
                guidance: float | None = None, guidance_sigma_min: float | None = None,
                guidance_sigma_max: float | None = None, guide: str | Path | None = None,
                guide_scale: float | None = None, classes: int | Sequence[int] | None = None,
@@ -52,6 +53,8 @@ class Model:
             steps: sampling steps (network evaluations for every sampler but Heun: 2 steps - 1).
             eta: DDIM's noise scale (0: deterministic).
             spacing: the time grid (`uniform`, `quadratic`, `logsnr`, `karras`), where the sampler takes it.
+            rho: the Karras grid's rho (eq. 5); `None`: the model's own (7, or an EDM model's `diffusion.edm_rho`).
+            sigma_max: the noise level sigma/alpha where a `karras` or `logsnr` grid starts; `None`: the model's top.
             variance: the ancestral variance of `sampler="ddpm"`: `beta_tilde` or `beta`.
             clip: clip the predicted x0 to [-1, 1] at every step.
             guidance: the classifier-free guidance weight w (Ho & Salimans: (1 + w) eps_c - w eps_null).
@@ -75,8 +78,9 @@ class Model:
         for name, value in (("n", n), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise GenlabError(f"{name}={value!r}: {name} must be a positive integer.")
-        given = dict(sampler=sampler, steps=steps, eta=eta, spacing=spacing, variance=variance, clip=clip,
-                     guidance=guidance, guidance_sigma_min=guidance_sigma_min, guidance_sigma_max=guidance_sigma_max,
+        given = dict(sampler=sampler, steps=steps, eta=eta, spacing=spacing, rho=rho, sigma_max=sigma_max,
+                     variance=variance, clip=clip, guidance=guidance, guidance_sigma_min=guidance_sigma_min,
+                     guidance_sigma_max=guidance_sigma_max,
                      guide=str(guide) if guide is not None else None, guide_scale=guide_scale,
                      classifier_scale=classifier_scale or None)
         labels = self._labels(n, classes)

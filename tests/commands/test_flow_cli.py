@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+import genlab
 from conftest import TINY
 from genlab.cli import main
 from genlab.errors import GenlabError
@@ -123,10 +125,47 @@ def test_an_edm_model_through_the_commands(tmp_path: Path, capsys: pytest.Captur
     assert "churn 40" in capsys.readouterr().out  # Algorithm 2, named in the sampler line
     for args, message in ((["sampler=euler", "s_churn=40"], "s_churn= applies to sampler=heun, not to sampler=euler"),
                           (["sampler=ddim"], "sampler=ddim steps on a VP model's discrete timesteps"),
-                          (["s_churn=-1"], "s_churn=-1.0 is out of range")):
+                          (["s_churn=-1"], "s_churn=-1.0 is out of range"),
+                          (["rho=0"], "rho=0.0 is out of range: it must be a finite number > 0"),
+                          (["rho=steep"], "rho"),
+                          (["sigma_max=100"], "sigma_max=100 is outside this model's noise levels: give a value "
+                                              "above 0.002 and at most 80"),
+                          (["sampler=dpmpp_2m", "rho=2"], "rho=2 shapes the karras grid"),
+                          (["spacing=uniform", "sigma_max=30"], "sigma_max=30 sets where a karras or logsnr grid")):
         assert main(["sample", f"ckpt={ckpt}", "n=2", *args, f"out={tmp_path / 'h.png'}"]) == 2
         err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_an_edm_samplers_grid_takes_rho_and_sigma_max_everywhere(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The 5-NFE grid of benchmarks/results/flow_few_steps.md (rho 2 from sigma 30) from the command line, the run
+    config, the API and the model; refused in the config as on the command line."""
+    run = tmp_path / "edm"
+    assert main(["train", "experiment=edm_digits", *FLOW, "sampler.steps=3", "sampler.rho=2",
+                 "sampler.sigma_max=30", f"run_dir={run}"]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    module = load_diffusion(ckpt)
+    shaped = module.sampler_settings
+    assert (shaped.rho, shaped.sigma_max) == (2.0, 30.0)  # the run's block, from the checkpoint
+    plain = module.sample(2, module.resolve_sampler({"rho": 7, "sigma_max": 80}), seed=0)
+    assert torch.equal(plain, module.sample(2, replace(shaped, rho=None, sigma_max=None), seed=0))  # its own grid
+    images = module.sample(2, seed=0)
+    assert (images - plain).abs().max() > 1e-3  # the shape reaches the sampler
+    model = genlab.load(ckpt)
+    assert torch.equal(model.sample(2, seed=0), images)
+    assert torch.equal(model.sample(2, rho=7, sigma_max=80, seed=0), plain)
+    with pytest.raises(GenlabError, match="sigma_max=81 is outside this model's noise levels"):
+        model.sample(2, sigma_max=81)
+    assert main(["sample", f"ckpt={ckpt}", "n=2", "steps=2", f"out={tmp_path / 'g.png'}"]) == 0
+    assert "heun, 2 steps on the karras grid, rho 2, from sigma 30, 3 NFE" in capsys.readouterr().out
+    for args, message in ((["sampler.sigma_max=500"], "sampler.sigma_max=500 is outside this model's noise levels"),
+                          (["sampler.rho=-1"], "sampler.rho=-1.0 is out of range"),
+                          (["sampler.spacing=logsnr", "sampler.rho=2"], "sampler.rho=2 shapes the karras grid")):
+        assert main(["config", "experiment=edm_digits", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize("experiment", ["flow_digits", "edm_digits"])

@@ -81,3 +81,44 @@ def test_one_default_policy_what_is_not_given_is_the_checkpoints() -> None:
         resolve_settings(block, {"eta": 0.0})
     with pytest.raises(GenlabError, match="steps=30 must lie in"):
         resolve_settings(block, {"steps": 30}, num_timesteps=25)
+
+
+def test_the_grid_shape_belongs_to_its_grid() -> None:
+    """rho and sigma_max reach the record and the label, and leave with the grid they shape: a newly named sampler
+    starts on its own grid unshaped, and a new spacing drops what it cannot take."""
+    heun = resolve_settings(SamplerSettings(), {"sampler": "heun", "steps": 3, "rho": 2, "sigma_max": "30"}, 1000)
+    assert (heun.rho, heun.sigma_max) == (2.0, 30.0)
+    assert heun.label(1000) == "heun, 3 steps on the karras grid, rho 2, from sigma 30, 5 NFE"
+    assert heun.describe(1000)["rho"] == 2.0 and heun.describe(1000)["sigma_max"] == 30.0
+    assert "rho" not in SamplerSettings(name="heun").describe(1000)  # unshaped records are as before
+    assert resolve_settings(heun, {"sampler": "unipc"}).rho is None  # its own grid (uniform), unshaped
+    logsnr = resolve_settings(heun, {"spacing": "logsnr"})
+    assert (logsnr.rho, logsnr.sigma_max) == (None, 30.0)  # rho shapes karras only; sigma_max starts logsnr too
+    uniform = resolve_settings(heun, {"spacing": "uniform"})
+    assert (uniform.rho, uniform.sigma_max) == (None, None)
+
+
+@pytest.mark.parametrize("given, match", [
+    ({"sampler": "heun", "rho": 0}, r"rho=0.0 is out of range: it must be a finite number > 0"),
+    ({"sampler": "heun", "sigma_max": -1}, r"sigma_max=-1.0 is out of range"),
+    ({"sampler": "heun", "rho": math.nan}, r"rho=nan is out of range"),
+    ({"sampler": "heun", "rho": "two"}, r"rho='two' is not a number"),
+    ({"sampler": "heun", "sigma_max": True}, r"sigma_max=True is not a number"),
+    ({"sampler": "dpmpp_2m", "rho": 2}, r"rho=2 shapes the karras grid .* on the uniform grid here: add "
+                                        r"spacing=karras"),
+    ({"sampler": "heun", "spacing": "logsnr", "rho": 2}, r"on the logsnr grid here"),
+    ({"sampler": "ddim", "sigma_max": 30}, r"sigma_max=30 sets where a karras or logsnr grid starts"),
+    ({"sampler": "heun", "spacing": "uniform", "sigma_max": 30}, r"sampler=heun is on the uniform grid"),
+])
+def test_a_grid_shape_that_cannot_apply_names_itself(given: dict, match: str) -> None:
+    with pytest.raises(GenlabError, match=match):
+        resolve_settings(SamplerSettings(), given, 1000, discrete=True)
+
+
+def test_sigma_max_must_lie_in_the_models_noise_levels() -> None:
+    settings = SamplerSettings(name="heun", sigma_max=80.0)
+    settings.check_noise_range((0.002, 80.0))  # the top itself is the model's own grid
+    for value in (80.5, 0.002):
+        with pytest.raises(GenlabError, match=f"row 2: sigma_max={value:g} is outside this model's noise levels: "
+                                              r"give a value above 0.002 and at most 80"):
+            SamplerSettings(name="heun", sigma_max=value).check_noise_range((0.002, 80.0), "row 2: ")

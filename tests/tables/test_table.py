@@ -208,6 +208,9 @@ def test_sigma_rel_columns_rebuild_the_ema_after_training(models: dict[str, Path
                                                           "lines": {"a": ["x", "y"]}}},
      "plot.lines names rows that do not exist: y"),
     ({"rows": [{"label": "x", "guide_scale": "strong"}]}, "guide_scale='strong' must be"),
+    ({"rows": [{"label": "x", "rho": "steep"}]}, "rho='steep' must be"),
+    ({"rows": [{"label": "x", "sampler": "dpmpp_2m", "rho": 2}]}, "rho=2 shapes the karras grid"),
+    ({"rows": [{"label": "x", "sampler": "heun", "sigma_max": 0}]}, "sigma_max=0.0 is out of range"),
 ])
 def test_bad_specs_exit_2(tmp_path: Path, change: dict, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, {**GRID_SPEC, **change})

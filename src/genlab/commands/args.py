@@ -54,6 +54,8 @@ class SamplerArgs:
     steps: Optional[int] = None  # network evaluations
     eta: Optional[float] = None  # ddim: sigma_t(eta)
     spacing: Optional[Spacing] = None  # the time grid
+    rho: Optional[float] = None  # the karras grid's rho (eq. 5); null: the model's own
+    sigma_max: Optional[float] = None  # sigma / alpha where a karras or logsnr grid starts; null: the model's top
     variance: Optional[Variance] = None  # ddpm: sigma_t^2 = beta or beta_tilde
     clip: Optional[bool] = None  # clamp the predicted x0 to [-1, 1] at every step
     guidance: Optional[float] = None  # CFG weight w of a conditional model: eps~ = (1 + w) eps(c) - w eps(null)

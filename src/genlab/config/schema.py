@@ -220,6 +220,8 @@ class SamplerConfig:
     eta: float = 0.0  # DDIM only
     spacing: Optional[Spacing] = None  # the time grid; null: the sampler's own (uniform for ddim, ddpm, dpmpp_2m and
     # unipc, karras for heun and euler)
+    rho: Optional[float] = None  # the karras grid's rho (eq. 5); null: 7, or diffusion.edm_rho for an EDM model
+    sigma_max: Optional[float] = None  # sigma / alpha where a karras or logsnr grid starts; null: the model's top
     variance: Optional[Variance] = None  # DDPM only: sigma_t^2 = beta or beta_tilde; None: diffusion.variance
     clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # CFG weight w for the grids of a conditional model (w = 0: plain conditional)

@@ -63,7 +63,11 @@ def validate(cfg: DictConfig) -> None:
                           "model.ema.start_step=0 and model.ema.every_n_steps=1, or use model.ema.kind=ema.")
     validate_process(cfg)
     discrete = supports_discrete_samplers(cfg.diffusion.process)
-    SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.", discrete=discrete)
+    settings = SamplerSettings.from_config(cfg.sampler).check(cfg.diffusion.timesteps, prefix="sampler.",
+                                                              discrete=discrete)
+    if settings.sigma_max is not None:  # only then is the process built: its noise levels bound the grid's top
+        process = PROCESSES[str(cfg.diffusion.process)].from_config(cfg.diffusion)
+        settings.check_noise_range(process.schedule().noise_range(), prefix="sampler.")
     _check(cfg.trainer.max_steps > 0, "trainer.max_steps", cfg.trainer.max_steps, "a positive integer")
     if cfg.trainer.max_time is not None:
         _check(0 < cfg.trainer.max_time < math.inf, "trainer.max_time", cfg.trainer.max_time,

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.diffusion.gaussian import ModelFn
-from genlab.diffusion.time_grids import TIME_GRIDS, GridPoint, karras_sigmas
+from genlab.diffusion.time_grids import KARRAS_RHO, TIME_GRIDS, GridPoint, check_grid_shape, karras_sigmas
 
 
 class FlowTime(StrEnum):
@@ -60,20 +60,29 @@ class FlowSchedule:
         """The grid point whose sigma / alpha = t / (1 - t) is `sigma_ve`."""
         return self.point(sigma_ve / (1.0 + sigma_ve))
 
-    def grid_times(self, steps: int, spacing: str) -> Tensor:
-        """`steps` decreasing flow times from t_max to t_min on the named grid (shifted), float64."""
+    def noise_range(self) -> tuple[float, float]:
+        """The lowest and highest noise level sigma / alpha = t / (1 - t) of the grids (before the shift)."""
+        return self.t_min / (1.0 - self.t_min), self.t_max / (1.0 - self.t_max)
+
+    def grid_times(self, steps: int, spacing: str, rho: float | None = None,
+                   sigma_max: float | None = None) -> Tensor:
+        """`steps` decreasing flow times from t_max to t_min on the named grid (shifted), float64. rho and
+        sigma_max (time_grids.check_grid_shape) shape the grid before the shift, which then moves every point."""
         if spacing not in TIME_GRIDS:
             raise ValueError(f"unknown spacing {spacing!r}: expected one of {', '.join(TIME_GRIDS)}")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
-        lo, hi = self.t_min, self.t_max
+        check_grid_shape(spacing, rho, sigma_max, self.noise_range())
+        lo = self.t_min
+        hi = self.t_max if sigma_max is None else sigma_max / (1.0 + sigma_max)  # t = sigma / (1 + sigma)
         if spacing == "uniform":
             t = torch.linspace(hi, lo, steps, dtype=torch.float64)
         elif spacing == "logsnr":
             lam = torch.linspace(float(self.lambda_(hi)), float(self.lambda_(lo)), steps, dtype=torch.float64)
             t = torch.sigmoid(-lam)  # (1 - t) / t = e^lambda
         else:
-            sigmas = karras_sigmas(lo / (1 - lo), hi / (1 - hi), steps)  # sigma / alpha = t / (1 - t)
+            rho = KARRAS_RHO if rho is None else rho
+            sigmas = karras_sigmas(lo / (1 - lo), hi / (1 - hi), steps, rho)  # sigma / alpha = t / (1 - t)
             t = sigmas / (1.0 + sigmas)
         return shifted(t, self.shift)
 

@@ -77,6 +77,12 @@ def _steps(settings: SamplerSettings, denoiser: Denoiser) -> int:
     return settings.steps if settings.steps is not None else denoiser.diffusion.num_timesteps
 
 
+def _grid(settings: SamplerSettings, denoiser: Denoiser) -> dict:
+    """An ODE solver's grid: its steps, spacing, and the grid's rho and top noise level (None: the process's own)."""
+    return dict(steps=_steps(settings, denoiser), spacing=str(settings.grid), rho=settings.rho,
+                sigma_max=settings.sigma_max)
+
+
 def _run_ddpm(denoiser: Denoiser, x_T: Tensor, settings: SamplerSettings, *, generator: torch.Generator | None,
               progress: bool) -> Tensor:
     variance = str(settings.variance) if settings.variance is not None else None
@@ -94,8 +100,8 @@ def _run_ddim(denoiser: Denoiser, x_T: Tensor, settings: SamplerSettings, *, gen
 
 def _run_heun(denoiser: Denoiser, x_T: Tensor, settings: SamplerSettings, *, generator: torch.Generator | None,
               progress: bool) -> Tensor:
-    return heun_sample(denoiser, x_T, steps=_steps(settings, denoiser), spacing=str(settings.grid), clip=settings.clip,
-                       progress=progress, s_churn=settings.s_churn, s_tmin=settings.s_tmin, s_tmax=settings.s_tmax,
+    return heun_sample(denoiser, x_T, **_grid(settings, denoiser), clip=settings.clip, progress=progress,
+                       s_churn=settings.s_churn, s_tmin=settings.s_tmin, s_tmax=settings.s_tmax,
                        s_noise=settings.s_noise, generator=generator)
 
 
@@ -104,8 +110,7 @@ def _ode(loop: Callable[..., Tensor]) -> SamplerFn:
 
     def run(denoiser: Denoiser, x_T: Tensor, settings: SamplerSettings, *, generator: torch.Generator | None,
             progress: bool) -> Tensor:
-        return loop(denoiser, x_T, steps=_steps(settings, denoiser), spacing=str(settings.grid), clip=settings.clip,
-                    progress=progress)
+        return loop(denoiser, x_T, **_grid(settings, denoiser), clip=settings.clip, progress=progress)
 
     return run
 

@@ -20,12 +20,14 @@ from genlab.errors import GenlabError
 
 # The sampler settings every caller may give (the run config's `sampler` block, sample/eval arguments, table cells,
 # the API), by the names SamplerSettings uses; `sampler` is the name of `name` on a command line.
-SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "variance", "clip", "guidance",
-                                   "guidance_sigma_min", "guidance_sigma_max", "guide", "guide_scale",
+SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "rho", "sigma_max", "variance", "clip",
+                                   "guidance", "guidance_sigma_min", "guidance_sigma_max", "guide", "guide_scale",
                                    "classifier_scale", "s_churn", "s_tmin", "s_tmax", "s_noise")
 # The settings that are numbers, converted to float wherever settings arrive (a config block, override).
 FLOAT_SETTINGS = ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "guide_scale", "classifier_scale",
                   "s_churn", "s_tmin", "s_tmax", "s_noise")
+# The grid's shape (time_grids.check_grid_shape): numbers where given, None for the process's own.
+GRID_SETTINGS = ("rho", "sigma_max")
 # Read by some samplers only (SamplerEntry.reads): naming them with another is an error, not a silent no-op.
 OPTIONAL_SETTINGS = ("eta", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -38,6 +40,10 @@ class SamplerSettings:
     steps: int | None = 50  # network evaluations; None: all T
     eta: float = 0.0  # DDIM: sigma_t(eta), eq. 16
     spacing: Spacing | None = None  # the time grid (which timesteps a few-step sampler visits); None: the sampler's
+    # The shape of a grid defined by the noise level: the Karras grid's rho (eq. 5), and the noise level sigma / alpha
+    # where a karras or logsnr grid starts. None: the process's own (rho 7, or EDM's diffusion.edm_rho; its top level)
+    rho: float | None = None
+    sigma_max: float | None = None
     variance: Variance | None = None  # DDPM: sigma_t^2 = beta or beta_tilde; None: the model's own
     clip: bool = True  # clamp the predicted x0 to [-1, 1] at every step
     guidance: float = 0.0  # classifier-free guidance weight w: eps~ = (1 + w) eps(c) - w eps(null)
@@ -66,7 +72,8 @@ class SamplerSettings:
                    variance=Variance(block["variance"]) if block["variance"] is not None else None,
                    clip=bool(block["clip"]),
                    guide=str(block["guide"]) if block.get("guide") is not None else None,
-                   **{k: float(block[k]) for k in FLOAT_SETTINGS if k in block})
+                   **{k: float(block[k]) for k in FLOAT_SETTINGS if k in block},
+                   **{k: float(block[k]) for k in GRID_SETTINGS if block.get(k) is not None})
 
     def override(self, **given: Any) -> "SamplerSettings":
         """A copy with the given settings; None means "not given". A new sampler name starts from that sampler's
@@ -84,14 +91,20 @@ class SamplerSettings:
         if "name" in given and given["name"] != self.name:  # a new sampler starts from its own defaults
             entry = sampler_entry(given["name"])
             given.setdefault("steps", entry.default_steps)
-            given.setdefault("spacing", None)
+            for key in ("spacing", *GRID_SETTINGS):  # its own grid, unshaped
+                given.setdefault(key, None)
             defaults = SamplerSettings()  # another sampler's knobs do not carry over
             for key in OPTIONAL_SETTINGS:
                 if key not in entry.reads:
                     given.setdefault(key, getattr(defaults, key))
-        for key in FLOAT_SETTINGS:
-            if key in given:
-                given[key] = float(given[key])
+        if given.get("spacing") is not None:  # a new grid drops a base's shape that it cannot take
+            if given["spacing"] != Spacing.karras:
+                given.setdefault("rho", None)
+            if given["spacing"] not in (Spacing.karras, Spacing.logsnr):
+                given.setdefault("sigma_max", None)
+        for key in (*FLOAT_SETTINGS, *GRID_SETTINGS):
+            if given.get(key) is not None:
+                given[key] = _number(key, given[key])
         if "guide" in given:
             given["guide"] = str(given["guide"])
         return dataclasses.replace(self, **given)
@@ -126,6 +139,7 @@ class SamplerSettings:
             raise GenlabError(f"{prefix}eta={self.eta} applies to sampler={readers} only; sampler={self.name} does "
                               "not read it.")
         self.check_churn(prefix)
+        self.check_grid_shape(prefix)
         lo, hi = self.guidance_sigma_min, self.guidance_sigma_max
         if not (0 <= lo <= hi) or math.isnan(hi):
             raise GenlabError(f"{prefix}guidance_sigma_min={lo}, guidance_sigma_max={hi}: need 0 <= min <= max (the "
@@ -143,6 +157,28 @@ class SamplerSettings:
         if self.autoguided and self.guidance != 0:
             raise GenlabError(f"{prefix}guidance={self.guidance:g} and guide_scale={self.guide_scale:g}: use CFG or "
                               "autoguidance, not both (set guidance=0 or guide_scale=1).")
+
+    def check_grid_shape(self, prefix: str = "") -> None:
+        """rho shapes the karras grid and sigma_max a karras or logsnr one; each a finite number > 0."""
+        for key in GRID_SETTINGS:
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise GenlabError(f"{prefix}{key}={value} is out of range: it must be a finite number > 0.")
+        if self.rho is not None and self.grid != Spacing.karras:
+            raise GenlabError(f"{prefix}rho={self.rho:g} shapes the karras grid (Karras et al. 2022, eq. 5); "
+                              f"sampler={self.name} is on the {self.grid} grid here: add spacing=karras, or drop rho.")
+        if self.sigma_max is not None and self.grid not in (Spacing.karras, Spacing.logsnr):
+            raise GenlabError(f"{prefix}sigma_max={self.sigma_max:g} sets where a karras or logsnr grid starts; "
+                              f"sampler={self.name} is on the {self.grid} grid here: add spacing=karras or "
+                              "spacing=logsnr, or drop sigma_max.")
+
+    def check_noise_range(self, noise_range: tuple[float, float], prefix: str = "") -> None:
+        """sigma_max inside the model's noise levels (low, high] (its schedule's noise_range): above them the
+        network would be asked about noise it never saw."""
+        low, high = noise_range
+        if self.sigma_max is not None and not low < self.sigma_max <= high:
+            raise GenlabError(f"{prefix}sigma_max={self.sigma_max:g} is outside this model's noise levels: give a "
+                              f"value above {low:.4g} and at most {high:.4g} (its grids' top, sigma / alpha).")
 
     @property
     def autoguided(self) -> bool:
@@ -221,6 +257,7 @@ class SamplerSettings:
         out: dict[str, Any] = {"name": str(self.name), "steps": self.nfe(num_timesteps),
                                "eta": self.eta if "eta" in reads else None,
                                "spacing": str(self.grid), "guidance": self.guidance}
+        out.update({key: getattr(self, key) for key in GRID_SETTINGS if getattr(self, key) is not None})
         if self.guide is not None:
             out.update(guide=self.guide, guide_scale=self.guide_scale)
         if self.guided and self.guidance_interval:
@@ -241,6 +278,8 @@ class SamplerSettings:
         """A short description for logs, e.g. "dpmpp_2m, 10 steps on the logsnr grid, 10 NFE"."""
         steps = self.steps if self.steps is not None else num_timesteps
         extra = f", eta {self.eta:g}" if "eta" in self.entry.reads else ""
+        extra += f", rho {self.rho:g}" if self.rho is not None else ""
+        extra += f", from sigma {self.sigma_max:g}" if self.sigma_max is not None else ""
         extra += f", churn {self.s_churn:g}" if self.s_churn else ""
         extra += f", autoguidance w={self.guide_scale:g} by {self.guide}" if self.autoguided else ""
         nfe = f"{self.nfe(num_timesteps)} NFE"
@@ -268,6 +307,15 @@ def _sampler_name(value: Any) -> str:
     if name not in SAMPLERS:
         raise GenlabError(f"sampler={name} is not a valid choice: use one of {', '.join(SAMPLERS)}.")
     return name
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise GenlabError(f"{key}={value} is not a number: give one such as 1.5.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise GenlabError(f"{key}={value!r} is not a number: give one such as 1.5.") from None
 
 
 def _choice(key: str, value: Any) -> StrEnum:

@@ -6,8 +6,9 @@ data prediction x0 and eps, computed from the network's output in its own target
 grid time: a LongTensor [B] when every grid time is an integer ("uniform"), else a float32 tensor [B] (the U-Net's
 time embedding takes fractional t). Classifier guidance enters through the denoiser (eps_hat = eps - sigma_t grad,
 Dhariwal & Nichol eq. 14), classifier-free guidance through its network. `clip` clamps the data prediction x0 to
-[-1, 1] (off by default: it makes an ODE solver inexact). The registry (sampler_registry.py) holds each solver's
-default steps and grid.
+[-1, 1] (off by default: it makes an ODE solver inexact). `rho` and `sigma_max` shape a Karras or log-SNR grid
+(time_grids.py; None: the process's own). The registry (sampler_registry.py) holds each solver's default steps and
+grid.
 
 Default grids: Karras et al. 2022 for heun and euler (eq. 5, rho = 7, their Table 1);
 uniform t for dpmpp_2m and unipc, as diffusers' schedulers default to. The DPM-Solver papers recommend the log-SNR
@@ -71,6 +72,8 @@ def dpmpp_2m_sample(
     *,
     steps: int,
     spacing: str,
+    rho: float | None = None,
+    sigma_max: float | None = None,
     clip: bool = False,
     progress: bool = False,
 ) -> Tensor:
@@ -79,7 +82,7 @@ def dpmpp_2m_sample(
     First order on the first step (Algorithm 2's warm-up) and on the last, to sigma = 0 where h is infinite
     (diffusers' lower_order_final with final_sigmas_type="zero"); second order in between.
     """
-    points, x = grid_points(denoiser.schedule, steps, spacing), x_T
+    points, x = grid_points(denoiser.schedule, steps, spacing, rho, sigma_max), x_T
     den = _OnGrid(denoiser, points, clip)
     d_prev = None
     for i in steps_bar(range(steps), "DPM-Solver++(2M)", progress):
@@ -97,6 +100,8 @@ def unipc_sample(
     *,
     steps: int,
     spacing: str,
+    rho: float | None = None,
+    sigma_max: float | None = None,
     clip: bool = False,
     progress: bool = False,
 ) -> Tensor:
@@ -107,7 +112,7 @@ def unipc_sample(
     (warm-up), 2 in between, 1 on the last (to sigma = 0), as diffusers' lower_order_final does. After the last
     predictor nothing is evaluated, so nothing is corrected: the result is UniP-1 from the last grid point.
     """
-    points, x = grid_points(denoiser.schedule, steps, spacing), x_T
+    points, x = grid_points(denoiser.schedule, steps, spacing, rho, sigma_max), x_T
     den = _OnGrid(denoiser, points, clip)
     m_prev = m_older = x_base = None
     order_prev = 0
@@ -130,12 +135,14 @@ def euler_sample(
     *,
     steps: int,
     spacing: str,
+    rho: float | None = None,
+    sigma_max: float | None = None,
     clip: bool = False,
     progress: bool = False,
 ) -> Tensor:
     """Euler's method in sigma (Karras et al. 2022, Algorithm 1 without its correction): `steps` evaluations,
     written on the VP sample (solver_steps.euler_step); at sigma = 0 the VP sample is the data prediction."""
-    points, x = grid_points(denoiser.schedule, steps, spacing), x_T
+    points, x = grid_points(denoiser.schedule, steps, spacing, rho, sigma_max), x_T
     den = _OnGrid(denoiser, points, clip)
     for i in steps_bar(range(steps), "Euler", progress):
         x = euler_step(*den.slope(x, points[i]), points[i + 1])
@@ -149,6 +156,8 @@ def heun_sample(
     *,
     steps: int,
     spacing: str,
+    rho: float | None = None,
+    sigma_max: float | None = None,
     clip: bool = False,
     progress: bool = False,
     s_churn: float = 0.0,
@@ -165,7 +174,7 @@ def heun_sample(
     then takes the Heun step from sigma_hat. The last interval ends at sigma = 0, where Algorithm 1 (line 7) keeps the
     Euler step. Written on the VP sample (solver_steps.heun_step); all noise comes from `generator`.
     """
-    points, x = grid_points(denoiser.schedule, steps, spacing), x_T
+    points, x = grid_points(denoiser.schedule, steps, spacing, rho, sigma_max), x_T
     den = _OnGrid(denoiser, points, clip)
     for i in steps_bar(range(steps), "Heun", progress):
         cur, nxt = points[i], points[i + 1]
@@ -188,6 +197,8 @@ def euler_invert(
     *,
     steps: int,
     spacing: str,
+    rho: float | None = None,
+    sigma_max: float | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Encode clean images x0 into the latent that euler_sample (same steps and grid) decodes back into them: its
@@ -197,7 +208,7 @@ def euler_invert(
     with (x0_hat, eps) taken at the current point (the future one is unknown). At the clean image x0_hat = x0 and eps
     is taken at the lowest grid point, as DDIM inversion evaluates t = 0. Never clipped: clipping is not invertible.
     """
-    points = grid_points(denoiser.schedule, steps, spacing)[:-1][::-1]  # increasing noise; no clean endpoint
+    points = grid_points(denoiser.schedule, steps, spacing, rho, sigma_max)[:-1][::-1]  # increasing noise; no clean endpoint
     den = _OnGrid(denoiser, points, clip=False)
     x = x0
     for i in steps_bar(range(steps), "ODE inversion", progress):

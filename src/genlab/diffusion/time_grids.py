@@ -10,6 +10,12 @@ sigma back to a model time; at integer t every value is the table's own.
 
 A grid is S model times t_0 = T-1 > ... > t_{S-1} (= 0 for every grid with S >= 2). Each solver then takes one last
 step from t_{S-1} to the clean endpoint `CLEAN` (sigma = 0), as DDIM's (0, -1) pair does, so S grid points are S steps.
+
+Two settings shape the grids defined by the noise level, for every process (`check_grid_shape`): `rho`, the Karras
+grid's exponent (eq. 5; None: the process's own, 7 unless EDM's config says otherwise), and `sigma_max`, the noise
+level sigma / alpha of the first point of a "karras" or "logsnr" grid (None: the process's top, `noise_range()[1]`).
+A lower top starts from x_T ~ N(0, I) as the full grid does: at sigma / alpha = s the VP sample's signal share is
+alpha = 1 / sqrt(1 + s^2), which the start ignores (0.03 at s = 30).
 """
 
 from __future__ import annotations
@@ -113,9 +119,14 @@ class VPSchedule:
         """The grid point at time t."""
         return GridPoint(t=float(t), alpha=float(self.alpha(t)), sigma=float(self.sigma(t)))
 
-    def grid_times(self, steps: int, spacing: str) -> Tensor:
-        """`steps` decreasing model times from T-1 to 0 on the named grid (see time_grid)."""
-        return _vp_time_grid(self, steps, spacing)
+    def noise_range(self) -> tuple[float, float]:
+        """The lowest and highest noise level sigma / alpha of the grids: at t = 0 and t = T-1."""
+        return float(self.sigma_ve(0)), float(self.sigma_ve(self.num_timesteps - 1))
+
+    def grid_times(self, steps: int, spacing: str, rho: float | None = None,
+                   sigma_max: float | None = None) -> Tensor:
+        """`steps` decreasing model times from T-1 (or sigma_max's time) to 0 on the named grid (see time_grid)."""
+        return _vp_time_grid(self, steps, spacing, rho, sigma_max)
 
     def point_of_sigma(self, sigma_ve: float) -> GridPoint:
         """The grid point whose sigma_t / alpha_t is `sigma_ve` (within [0, T-1])."""
@@ -127,9 +138,12 @@ class Schedule(Protocol):
 
     def point(self, t: float) -> GridPoint: ...
 
-    def grid_times(self, steps: int, spacing: str) -> Tensor: ...
+    def grid_times(self, steps: int, spacing: str, rho: float | None = None,
+                   sigma_max: float | None = None) -> Tensor: ...
 
     def point_of_sigma(self, sigma_ve: float) -> GridPoint: ...
+
+    def noise_range(self) -> tuple[float, float]: ...
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = KARRAS_RHO) -> Tensor:
@@ -142,40 +156,62 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = K
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def time_grid(schedule: Schedule, steps: int, spacing: str) -> Tensor:
+def check_grid_shape(spacing: str, rho: float | None, sigma_max: float | None,
+                     noise_range: tuple[float, float]) -> None:
+    """ValueError unless rho (> 0, finite) goes with the "karras" grid and sigma_max with "karras" or "logsnr", inside
+    the process's noise range (sigma_min, sigma_max]: a grid's top above the trained range would ask the network
+    about noise levels it never saw."""
+    if rho is not None and (spacing != "karras" or not (math.isfinite(rho) and rho > 0)):
+        raise ValueError(f"rho={rho!r} needs the karras grid (spacing {spacing!r}) and a finite value > 0")
+    if sigma_max is not None:
+        low, high = noise_range
+        if spacing not in ("karras", "logsnr") or not (low < sigma_max <= high):
+            raise ValueError(f"sigma_max={sigma_max!r} needs the karras or logsnr grid (spacing {spacing!r}) and a "
+                             f"value in ({low:.4g}, {high:.4g}]")
+
+
+def time_grid(schedule: Schedule, steps: int, spacing: str, rho: float | None = None,
+              sigma_max: float | None = None) -> Tensor:
     """`steps` decreasing model times (float64) of the schedule's own grids (a VP model's below; a flow model's in
-    flow.py)."""
-    return schedule.grid_times(steps, spacing)
+    flow.py, an EDM model's in edm.py), shaped by rho and sigma_max where given (module docstring)."""
+    return schedule.grid_times(steps, spacing, rho, sigma_max)
 
 
-def _vp_time_grid(schedule: VPSchedule, steps: int, spacing: str) -> Tensor:
+def _vp_time_grid(schedule: VPSchedule, steps: int, spacing: str, rho: float | None = None,
+                  sigma_max: float | None = None) -> Tensor:
     """`steps` decreasing model times (float64) from T-1 to 0 on the named grid.
 
     "uniform": `ddim_timesteps(T, steps, "uniform")`, integers (steps = 1 gives [0], as DDIM does).
     "logsnr": uniform in lambda (so in log-SNR = 2 lambda) between t = T-1 and t = 0, mapped back to fractional t.
-    "karras": eq. 5 with rho = 7 between sigma_min = sigma_ve(0) and sigma_max = sigma_ve(T-1), mapped back to t by
-      interpolating log sigma_ve over the table. For these two, steps = 1 gives [T-1] (torch.linspace's one point).
+    "karras": eq. 5 with rho (7) between sigma_min = sigma_ve(0) and sigma_max = sigma_ve(T-1), mapped back to t by
+      interpolating log sigma_ve over the table. For these two, steps = 1 gives [T-1] (torch.linspace's one point),
+      and sigma_max moves their first point from T-1 to the time of that noise level.
     """
     T = schedule.num_timesteps
     if spacing not in TIME_GRIDS:
         raise ValueError(f"unknown spacing {spacing!r}: expected one of {', '.join(TIME_GRIDS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an int in [1, num_timesteps={T}], got {steps!r}")
+    low, high = schedule.noise_range()
+    check_grid_shape(spacing, rho, sigma_max, (low, high))
     if spacing == "uniform":
         return torch.tensor(ddim_timesteps(T, steps, "uniform"), dtype=torch.float64)
+    top = high if sigma_max is None else sigma_max
     if spacing == "logsnr":
-        lam = torch.linspace(float(schedule.lambdas[-1]), float(schedule.lambdas[0]), steps, dtype=torch.float64)
+        lam_top = float(schedule.lambdas[-1]) if sigma_max is None else -math.log(sigma_max)
+        lam = torch.linspace(lam_top, float(schedule.lambdas[0]), steps, dtype=torch.float64)
     else:
-        sigmas = karras_sigmas(float(schedule.sigma_ve(0)), float(schedule.sigma_ve(T - 1)), steps)
-        lam = -torch.log(sigmas)
+        lam = -torch.log(karras_sigmas(low, top, steps, KARRAS_RHO if rho is None else rho))
     t = schedule.t_of_lambda(lam)
     # The ends are T-1 and 0 by construction; pin them so no rounding moves the first or last model call.
-    t[0] = T - 1
+    if sigma_max is None:
+        t[0] = T - 1
     if steps > 1:
         t[-1] = 0.0
     return t
 
 
-def grid_points(schedule: Schedule, steps: int, spacing: str) -> list[GridPoint]:
+def grid_points(schedule: Schedule, steps: int, spacing: str, rho: float | None = None,
+                sigma_max: float | None = None) -> list[GridPoint]:
     """The named grid as points, followed by the clean endpoint: steps + 1 points, steps intervals."""
-    return [schedule.point(float(t)) for t in time_grid(schedule, steps, spacing)] + [CLEAN]
+    return [schedule.point(float(t)) for t in time_grid(schedule, steps, spacing, rho, sigma_max)] + [CLEAN]

@@ -135,8 +135,10 @@ class DiffusionModule(L.LightningModule):
     def resolve_sampler(self, given: Mapping[str, Any], prefix: str = "") -> SamplerSettings:
         """The sampler of a command, a table cell or the API: `given` sampler fields (None: not given) over the run's
         sampler block, checked against T (the generator interface every kind answers)."""
-        return resolve_settings(self.sampler_settings, given, self.diffusion.num_timesteps, prefix,
-                                discrete=self.diffusion.discrete_samplers)
+        settings = resolve_settings(self.sampler_settings, given, self.diffusion.num_timesteps, prefix,
+                                    discrete=self.diffusion.discrete_samplers)
+        settings.check_noise_range(self.diffusion.schedule().noise_range(), prefix)
+        return settings
 
     def sampler_record(self, settings: SamplerSettings, calls: NetworkCalls | None = None) -> dict[str, Any]:
         """The sampler as used, for JSON records: steps resolved, the keys it reads, and its NFE (the network
@@ -195,6 +197,7 @@ class DiffusionModule(L.LightningModule):
         """n images in [-1, 1]; `settings` default to the run's sampler block, `labels` steer a conditional model
         (and the classifier of classifier guidance); `calls` counts the network evaluations."""
         settings = (settings or self.sampler_settings).check(self.diffusion.num_timesteps)
+        settings.check_noise_range(self.diffusion.schedule().noise_range())
         steering = self.steering(settings, labels, classifier)
         was_training = self.training
         self.eval()

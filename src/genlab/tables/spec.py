@@ -43,6 +43,8 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "nfe": (int,),  # network evaluations instead of steps: the most steps within that many (heun: odd NFE only)
     "eta": (int, float),
     "spacing": (str,),
+    "rho": (int, float),  # the karras grid's rho (Karras et al. 2022, eq. 5)
+    "sigma_max": (int, float),  # sigma / alpha where a karras or logsnr grid starts
     "variance": (str,),  # DDPM: beta | beta_tilde
     "clip": (bool,),  # clamp the predicted x0 at every step
     "s_churn": (int, float),  # heun: Karras et al.'s Algorithm 2, with s_tmin, s_tmax, s_noise
