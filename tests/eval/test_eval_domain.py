@@ -19,6 +19,7 @@ from conftest import TINY, subprocess_env
 from genlab.images import load_png, save_png
 from genlab.runs.checkpoint import load_generator, read_checkpoint
 from genlab.cli import main
+from genlab.commands.eval import markdown_row
 from genlab.errors import GenlabError
 from genlab.metrics.domain import DOMAIN_NAME, DomainFeatureExtractor
 from genlab.metrics.extractors import FeatureLayer, FeatureSettings, create_extractor, extractor_spec
@@ -96,6 +97,18 @@ def test_eval_writes_json_and_a_markdown_row_and_reuses_the_cache(
         ckpt, "again_samples", "cache")
     assert main([*relative, "out=again.json"]) == 0
     assert len(list((tmp_path / "again_samples").glob("*.png"))) == 12
+
+
+def test_the_markdown_row_names_a_shaped_grid() -> None:
+    """The row is the protocol of its number: an ODE solver's grid shape is part of it."""
+    metrics = {"fid_domain": 3.6, "kid_domain_mean": 0.002, "precision_domain": 0.76, "recall_domain": 0.93}
+    result = {"metrics": metrics, "extractor": {"features": "domain"}, "checkpoint": "runs/x/last.ckpt",
+              "weights": "ema", "n": 1000, "isc_valid": True,
+              "sampler": {"name": "dpmpp_2m", "steps": 5, "eta": None, "spacing": "karras", "guidance": 0.0,
+                          "rho": 2.0, "sigma_max": 30.0, "nfe": 5}}
+    assert "| dpmpp_2m 5 karras rho=2 sigma_max=30 (5 NFE) |" in markdown_row(result)
+    del result["sampler"]["rho"], result["sampler"]["sigma_max"]
+    assert "| dpmpp_2m 5 karras (5 NFE) |" in markdown_row(result)
 
 
 def test_callback_fid_equals_torch_fidelity_on_two_folders(classifier_ckpt: Path, tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ def markdown_row(result: dict[str, Any]) -> str:
     elif s.get("variance") is not None:  # a sampler with a variance choice (DDPM): its variance
         sampler = f"{s['name']} {s['steps']} {s['variance']}"
     elif s.get("steps") is not None:  # an ODE solver: its steps, grid and network evaluations
-        sampler = f"{s['name']} {s['steps']} {s['spacing']} ({s['nfe']} NFE)"
+        shape = "".join(f" {key}={s[key]:g}" for key in ("rho", "sigma_max") if s.get(key) is not None)
+        sampler = f"{s['name']} {s['steps']} {s['spacing']}{shape} ({s['nfe']} NFE)"
     else:
         sampler = s["name"]
     if s.get("guidance"):
