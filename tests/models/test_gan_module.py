@@ -54,14 +54,38 @@ def test_one_training_step_changes_both_networks() -> None:
 
 
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
-def test_discriminator_step_leaves_the_generator_unchanged(loss: str) -> None:
+@pytest.mark.parametrize("reuse", [False, True])
+def test_discriminator_step_leaves_the_generator_unchanged(loss: str, reuse: bool) -> None:
     # d_steps=2 and one batch: a discriminator step and no generator step.
-    module, dm = tiny_gan("gan.d_steps=2", f"gan.loss={loss}", "gan.lambda_r1=1.0", "gan.r1_every=1")
+    module, dm = tiny_gan("gan.d_steps=2", f"gan.loss={loss}", "gan.lambda_r1=1.0", "gan.r1_every=1",
+                          f"gan.reuse_fakes={reuse}")
     g0, d0 = params(module.generator), params(module.discriminator)
     fit(module, dm, max_epochs=1, limit_train_batches=1)
     assert module.d_updates == 1
     assert not changed(g0, module.generator)
     assert changed(d0, module.discriminator)
+
+
+def test_reused_fakes_save_a_generator_forward_per_generator_step() -> None:
+    """gan.reuse_fakes: the generator step trains G on the fakes D was just trained against. With d_steps=2 and one
+    generator step: 2 generator forwards instead of 3, the same discriminator (its two steps drew the same z), and a
+    different generator step (it reused z instead of drawing new ones)."""
+    ran, nets = {}, {}
+    for reuse in (False, True):
+        torch.manual_seed(0)
+        module, dm = tiny_gan("gan.d_steps=2", "gan.loss=relativistic", "gan.lambda_r1=0.1", "gan.lambda_r2=0.1",
+                              "gan.r1_every=2", f"gan.reuse_fakes={reuse}")
+        calls = []
+        module.generator.register_forward_hook(lambda *args: calls.append(1))
+        g0 = params(module.generator)
+        torch.manual_seed(1)
+        fit(module, dm, max_steps=1)
+        assert changed(g0, module.generator) and module.d_updates == 2
+        ran[reuse], nets[reuse] = len(calls), (params(module.generator), params(module.discriminator))
+    assert ran == {False: 3, True: 2}
+    (g_new, d_new), (g_reused, d_reused) = nets[False], nets[True]
+    assert all(torch.equal(d_new[k], d_reused[k]) for k in d_new)
+    assert any(not torch.equal(g_new[k], g_reused[k]) for k in g_new)
 
 
 def test_global_step_counts_generator_steps() -> None:

@@ -205,6 +205,9 @@ class GANConfig:
     # DiffAugment (Zhao et al. 2020) on everything D sees, real and fake, in both steps: [color, translation, cutout]
     diffaugment: List[DiffAugmentOp] = field(default_factory=list)
     d_steps: int = 1  # discriminator steps (batches) per generator step
+    # The generator step reuses the fakes of the discriminator step before it (PyTorch's DCGAN example): one generator
+    # forward per step instead of two; the generator step then sees the z that D was just trained on
+    reuse_fakes: bool = False
     g_optim: AdamConfig = field(default_factory=AdamConfig)
     d_optim: AdamConfig = field(default_factory=AdamConfig)  # TTUR: give D its own (often larger) lr
     collapse_threshold: float = 0.1  # warn when the fakes' batch diversity falls below this share of the reals'

@@ -164,11 +164,14 @@ class GANModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         n = real.shape[0]
 
-        # Discriminator: fakes detached (no_grad), so this step cannot change G.
-        with torch.no_grad():
+        # Discriminator: fakes detached, so this step cannot change G. With gan.reuse_fakes, a step that also updates
+        # G keeps their graph for the generator step.
+        generator_turn = (self.d_updates + 1) % self.cfg.gan.d_steps == 0
+        keep_graph = self.cfg.gan.reuse_fakes and generator_turn
+        with torch.set_grad_enabled(keep_graph):
             fake = self.generator(self.draw_latents(n), y)
         self.toggle_optimizer(opt_d)
-        d_loss, d_terms = self.discriminator_terms(real, fake, y)
+        d_loss, d_terms = self.discriminator_terms(real, fake.detach(), y)
         with uncounted(opt_d):
             d_norm = self._update(opt_d, d_loss, self.discriminator, "discriminator")
         self.untoggle_optimizer(opt_d)
@@ -176,10 +179,11 @@ class GANModule(L.LightningModule):
         logs = {"train/d_loss": d_loss.detach(), "train/d_grad_norm": d_norm}
         logs.update({f"train/d_{k}": v.detach() for k, v in d_terms.items()})
 
-        if self.d_updates % self.cfg.gan.d_steps == 0:
+        if generator_turn:
             # Generator: toggling freezes D's parameters, so only G gets gradients.
             self.toggle_optimizer(opt_g)
-            fake = self.generator(self.draw_latents(n), y)
+            if not keep_graph:
+                fake = self.generator(self.draw_latents(n), y)
             g_loss, g_terms = self.generator_terms(fake, y, real)
             g_norm = self._update(opt_g, g_loss, self.generator, "generator")
             self.untoggle_optimizer(opt_g)
