@@ -14,8 +14,8 @@ The ODE solvers see the VP view of x = x0 + sigma n: alpha = 1 / sqrt(1 + sigma^
 VE noise level sigma_t / alpha is EDM's sigma itself, and the VP sample is x alpha. Grids (EDMSchedule.grid_times):
 "karras" (EDM's eq. 5, rho = 7, sigma_max = 80 to sigma_min = 0.002, their Table 1), and "logsnr" / "uniform",
 both uniform in ln sigma. A sampler's rho and sigma_max reshape the grid without touching the network's time mapping
-(5 NFE on the 20-minute MNIST model: rho 2 from sigma 30 keeps 1.1x the 20-NFE FID, the default grid 2.1x;
-benchmarks/results/flow_few_steps.md).
+(5 NFE on the 20-minute MNIST model: rho 2 from sigma 30 gives 1.10x and 1.26x the 20-NFE FID for two training
+seeds, the default grid 2.2x; benchmarks/results/flow_few_steps.md).
 """
 
 from __future__ import annotations
