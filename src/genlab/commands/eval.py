@@ -19,7 +19,7 @@ from genlab.build import pick_device
 from genlab.commands.args import EvalArgs, parse_command_args
 from genlab.commands.eval_folder import eval_folder_command
 from genlab.config import parse_overrides
-from genlab.diffusion import NetworkCalls, SamplerSettings
+from genlab.diffusion import GRID_SETTINGS, NetworkCalls, SamplerSettings
 from genlab.errors import GenlabError
 from genlab.images import image_grid
 from genlab.metrics.domain import check_domain_classifier
@@ -76,7 +76,7 @@ def markdown_row(result: dict[str, Any]) -> str:
     elif s.get("variance") is not None:  # a sampler with a variance choice (DDPM): its variance
         sampler = f"{s['name']} {s['steps']} {s['variance']}"
     elif s.get("steps") is not None:  # an ODE solver: its steps, grid and network evaluations
-        shape = "".join(f" {key}={s[key]:g}" for key in ("rho", "sigma_max") if s.get(key) is not None)
+        shape = "".join(f" {key}={s[key]:g}" for key in GRID_SETTINGS if s.get(key) is not None)
         sampler = f"{s['name']} {s['steps']} {s['spacing']}{shape} ({s['nfe']} NFE)"
     else:
         sampler = s["name"]

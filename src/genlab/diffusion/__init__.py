@@ -33,7 +33,7 @@ from genlab.diffusion.inversion import ddim_invert, slerp
 from genlab.diffusion.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, timestep_batch
 from genlab.diffusion.processes import PROCESSES, Process, supports_discrete_samplers
 from genlab.diffusion.sampler_registry import ROBUST_SAMPLER, SAMPLERS, SamplerEntry, register, sampler_entry
-from genlab.diffusion.settings import SAMPLER_FIELDS, SamplerSettings, resolve_settings
+from genlab.diffusion.settings import GRID_SETTINGS, SAMPLER_FIELDS, SamplerSettings, resolve_settings
 from genlab.diffusion.schedules import (
     SCHEDULES,
     SPACINGS,
@@ -67,6 +67,7 @@ __all__ = [
     "denoised",
     "ROBUST_SAMPLER",
     "SAMPLERS",
+    "GRID_SETTINGS",
     "SAMPLER_FIELDS",
     "SamplerEntry",
     "SamplerSettings",

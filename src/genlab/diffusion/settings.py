@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from genlab.diffusion.gaussian import Variance
 from genlab.diffusion.sampler_registry import SAMPLERS, SamplerEntry, sampler_entry
 from genlab.diffusion.schedules import Spacing
+from genlab.diffusion.time_grids import GRID_SHAPES
 from genlab.errors import GenlabError
 
 # The sampler settings every caller may give (the run config's `sampler` block, sample/eval arguments, table cells,
@@ -26,8 +27,11 @@ SAMPLER_FIELDS: tuple[str, ...] = ("sampler", "steps", "eta", "spacing", "rho", 
 # The settings that are numbers, converted to float wherever settings arrive (a config block, override).
 FLOAT_SETTINGS = ("eta", "guidance", "guidance_sigma_min", "guidance_sigma_max", "guide_scale", "classifier_scale",
                   "s_churn", "s_tmin", "s_tmax", "s_noise")
-# The grid's shape (time_grids.check_grid_shape): numbers where given, None for the process's own.
-GRID_SETTINGS = ("rho", "sigma_max")
+# The grid's shape (time_grids.GRID_SHAPES): numbers where given, None for the process's own.
+GRID_SETTINGS = tuple(GRID_SHAPES)
+# What each shape setting does, for the message that refuses it on another grid.
+_SHAPE_ROLES = {"rho": "shapes the karras grid (Karras et al. 2022, eq. 5)",
+                "sigma_max": "sets where a karras or logsnr grid starts"}
 # Read by some samplers only (SamplerEntry.reads): naming them with another is an error, not a silent no-op.
 OPTIONAL_SETTINGS = ("eta", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -98,10 +102,9 @@ class SamplerSettings:
                 if key not in entry.reads:
                     given.setdefault(key, getattr(defaults, key))
         if given.get("spacing") is not None:  # a new grid drops a base's shape that it cannot take
-            if given["spacing"] != Spacing.karras:
-                given.setdefault("rho", None)
-            if given["spacing"] not in (Spacing.karras, Spacing.logsnr):
-                given.setdefault("sigma_max", None)
+            for key, grids in GRID_SHAPES.items():
+                if given["spacing"] not in grids:
+                    given.setdefault(key, None)
         for key in (*FLOAT_SETTINGS, *GRID_SETTINGS):
             if given.get(key) is not None:
                 given[key] = _number(key, given[key])
@@ -164,13 +167,12 @@ class SamplerSettings:
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise GenlabError(f"{prefix}{key}={value} is out of range: it must be a finite number > 0.")
-        if self.rho is not None and self.grid != Spacing.karras:
-            raise GenlabError(f"{prefix}rho={self.rho:g} shapes the karras grid (Karras et al. 2022, eq. 5); "
-                              f"sampler={self.name} is on the {self.grid} grid here: add spacing=karras, or drop rho.")
-        if self.sigma_max is not None and self.grid not in (Spacing.karras, Spacing.logsnr):
-            raise GenlabError(f"{prefix}sigma_max={self.sigma_max:g} sets where a karras or logsnr grid starts; "
-                              f"sampler={self.name} is on the {self.grid} grid here: add spacing=karras or "
-                              "spacing=logsnr, or drop sigma_max.")
+        for key, grids in GRID_SHAPES.items():
+            value = getattr(self, key)
+            if value is not None and self.grid not in grids:
+                spacings = " or ".join(f"spacing={grid}" for grid in grids)
+                raise GenlabError(f"{prefix}{key}={value:g} {_SHAPE_ROLES[key]}; sampler={self.name} is on the "
+                                  f"{self.grid} grid here: add {spacings}, or drop {key}.")
 
     def check_noise_range(self, noise_range: tuple[float, float], prefix: str = "") -> None:
         """sigma_max inside the model's noise levels (low, high] (its schedule's noise_range): above them the

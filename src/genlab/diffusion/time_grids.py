@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 GridName = Literal["uniform", "logsnr", "karras"]
 TIME_GRIDS: tuple[str, ...] = ("uniform", "logsnr", "karras")
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5 and Table 1
+# The grids each shape setting applies to: eq. 5's rho to the Karras grid, a top noise level to both grids that are
+# defined by the noise level. The one statement of that rule for the grids, the settings and their records.
+GRID_SHAPES: dict[str, tuple[str, ...]] = {"rho": ("karras",), "sigma_max": ("karras", "logsnr")}
 
 
 @dataclass(frozen=True)
@@ -161,13 +164,14 @@ def check_grid_shape(spacing: str, rho: float | None, sigma_max: float | None,
     """ValueError unless rho (> 0, finite) goes with the "karras" grid and sigma_max with "karras" or "logsnr", inside
     the process's noise range (sigma_min, sigma_max]: a grid's top above the trained range would ask the network
     about noise levels it never saw."""
-    if rho is not None and (spacing != "karras" or not (math.isfinite(rho) and rho > 0)):
-        raise ValueError(f"rho={rho!r} needs the karras grid (spacing {spacing!r}) and a finite value > 0")
+    grids = {key: " or ".join(names) for key, names in GRID_SHAPES.items()}
+    if rho is not None and (spacing not in GRID_SHAPES["rho"] or not (math.isfinite(rho) and rho > 0)):
+        raise ValueError(f"rho={rho!r} needs the {grids['rho']} grid (spacing {spacing!r}) and a finite value > 0")
     if sigma_max is not None:
         low, high = noise_range
-        if spacing not in ("karras", "logsnr") or not (low < sigma_max <= high):
-            raise ValueError(f"sigma_max={sigma_max!r} needs the karras or logsnr grid (spacing {spacing!r}) and a "
-                             f"value in ({low:.4g}, {high:.4g}]")
+        if spacing not in GRID_SHAPES["sigma_max"] or not (low < sigma_max <= high):
+            raise ValueError(f"sigma_max={sigma_max!r} needs the {grids['sigma_max']} grid (spacing {spacing!r}) "
+                             f"and a value in ({low:.4g}, {high:.4g}]")
 
 
 def time_grid(schedule: Schedule, steps: int, spacing: str, rho: float | None = None,
